@@ -1,0 +1,138 @@
+"""The ``zslbench`` command line (Typer).
+
+Thin by design: each command parses its options, builds a config, and calls one function.
+Heavy libraries (torch, mlflow, optuna, polars, seaborn) are imported inside commands only,
+so ``zslbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from zslbench.errors import UserError
+
+app = typer.Typer(
+    name="zslbench",
+    help="Benchmark and ablation harness for attribute-based zero-shot learning (SVIP and baselines).\n\n"
+    "Examples:\n\n"
+    "  zslbench run                                  # SVIP on the synthetic benchmark, CPU, minutes\n\n"
+    "  zslbench run --dataset CUB --data-root ~/zsl --ablate no_replacement --seed 0 --seed 1\n\n"
+    "  zslbench data info --dataset CUB --data-root ~/zsl",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+data_app = typer.Typer(help="Datasets: generate, fetch, inspect, verify, embed.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+_state = {"debug": False}
+
+DatasetOpt = typer.Option("synth", "--dataset", "-d", help="synth | CUB | AWA2 | SUN")
+DataRootOpt = typer.Option(None, "--data-root", help="Directory holding one folder per dataset [default: $ZSLBENCH_DATA or ./data]")
+ImageRootOpt = typer.Option(None, "--image-root", help="Where the dataset's images live [default: the dataset folder]")
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _data_root(data_root: Optional[Path]) -> Path:
+    from zslbench.config import default_data_root
+
+    return Path(data_root) if data_root is not None else Path(default_data_root())
+
+
+@app.callback()
+def _main(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors.")) -> None:
+    _state["debug"] = debug
+
+
+# --------------------------------------------------------------------------- data
+@data_app.command("info")
+def data_info(
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    image_root: Optional[Path] = ImageRootOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+) -> None:
+    """Summarise a dataset directory: classes, splits, attributes, missing images.
+
+    Example: zslbench data info --dataset CUB --data-root ../shared/data --json
+    """
+    from zslbench.data.inspect import dataset_summary, print_summary
+
+    summary = dataset_summary(dataset, _data_root(data_root), image_root)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(summary))
+    else:
+        print_summary(summary, _console())
+
+
+@data_app.command("check")
+def data_check(
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    image_root: Optional[Path] = ImageRootOpt,
+    decode: bool = typer.Option(True, "--decode/--no-decode", help="Decode every image (slower, catches corrupt files)."),
+) -> None:
+    """Verify a dataset end to end: split files, counts, every image present and decodable.
+
+    Exit code 1 when a problem is found. Example: zslbench data check --dataset synth
+    """
+    from zslbench.data.inspect import check_dataset
+
+    report = check_dataset(dataset, _data_root(data_root), image_root, decode=decode, console=_console())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: user errors → one line on stderr, exit code 2."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        _print_error(str(exc))
+        sys.exit(2)
+    except KeyboardInterrupt:
+        _print_error("interrupted")
+        sys.exit(130)
+    except typer.Exit as exc:  # raised by commands for non-zero exits
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
+        if isinstance(exc, click.exceptions.Abort):
+            _print_error("aborted")
+            sys.exit(1)
+        raise
+
+
+def _print_error(message: str) -> None:
+    first_line = " ".join(message.strip().split("\n"))
+    if os.environ.get("NO_COLOR") or not sys.stderr.isatty():
+        sys.stderr.write(f"error: {first_line}\n")
+    else:
+        sys.stderr.write(f"\x1b[31merror:\x1b[0m {first_line}\n")
+
+
+if __name__ == "__main__":
+    main()
