@@ -127,7 +127,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    gamma_policy: Literal["none", "fixed", "val", "oracle"] = "val"
+    gamma_policy: Literal["none", "fixed", "val", "oracle"] = "none"
     gamma: float = 0.0  # used by gamma_policy=fixed
     gamma_space: Literal["logit", "prob"] = "logit"
     selection: Literal["final", "val", "oracle"] = "final"
@@ -367,12 +367,21 @@ def set_value(cfg: Config, key: str, value: Any) -> None:
     section = getattr(cfg, section_name)
     if section_name == "model" and name == "name":
         if value != section.name:
-            cfg.model = model_config_class(str(value))()
+            cfg.model = _switch_model(section, str(value))
         return
     hints = _hints(type(section))
     if name not in hints:
         raise ConfigError(f"unknown config key {key!r}; valid keys in {section_name!r}: {', '.join(hints)}")
     setattr(section, name, _coerce(key, value, hints[name]))
+
+
+def _switch_model(current: ModelConfig, name: str) -> ModelConfig:
+    """A new model section that keeps the values of the fields both models share (e.g. the backbone)."""
+    new = model_config_class(name)()
+    shared = {f.name for f in dataclasses.fields(new)} & {f.name for f in dataclasses.fields(current)}
+    for field_name in shared - {"name"}:
+        setattr(new, field_name, getattr(current, field_name))
+    return new
 
 
 def validate(cfg: Config) -> None:

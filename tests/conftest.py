@@ -1,0 +1,17 @@
+"""Shared fixtures: the real class-level data in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The data root ../shared/data; tests using it are skipped when it is absent."""
+    if not (SHARED_DATA / "CUB" / "att_splits.mat").is_file():
+        pytest.skip("../shared/data is absent: real split-file tests skipped")
+    return SHARED_DATA
