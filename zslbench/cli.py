@@ -55,6 +55,72 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show full traceback
     _state["debug"] = debug
 
 
+# --------------------------------------------------------------------------- run
+@app.command("run")
+def run(
+    model: str = typer.Option("svip", "--model", "-m", help="svip | vit | transzero | apn"),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    ablate: List[str] = typer.Option([], "--ablate", "-a", help="An ablation (repeatable; `zslbench ablations` lists them)."),
+    seed: List[int] = typer.Option([], "--seed", help="Seed (repeatable: seeds run one after another and aggregate)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper | quick | tiny"),
+    set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), e.g. --set train.lr=1e-4"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Shortcut for --set train.epochs=N."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name [default: zslbench]"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run: RUN_ID or `last`."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the final metrics as JSON to this file ('-' = stdout)."),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="Re-run a saved resolved.yaml (then --set applies on top)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and its resolution order; train nothing."),
+) -> None:
+    """Train and evaluate a model; print T1, U, S, H, AUSUC, γ and the MLflow run id.
+
+    Examples:
+
+      zslbench run                                  # SVIP on the synthetic benchmark (CPU, minutes)
+
+      zslbench run --ablate no_replacement --seed 0 --seed 1
+
+      zslbench run --model vit --preset tiny --json -
+
+      zslbench run --dataset CUB --data-root ~/zsl --device cuda
+
+      zslbench run --resume last
+    """
+    from zslbench.engine.commands import build_run_config, execute_run
+
+    cfg = build_run_config(model, dataset, data_root, ablate, seed, preset, set_, epochs, device, experiment,
+                           tracking_uri, config_file)
+    execute_run(cfg, seed, resume, json_file, dry_run, _console())
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered models."""
+    from rich.table import Table
+
+    from zslbench.models import MODELS
+
+    table = Table("model", "description")
+    for entry in MODELS.entries():
+        table.add_row(entry.name, entry.help)
+    _console().print(table)
+
+
+@app.command("ablations")
+def ablations_cmd() -> None:
+    """List the registered ablations ([paper] = a row of the paper's ablation table)."""
+    from rich.table import Table
+
+    from zslbench.ablations import describe
+
+    table = Table("ablation", "models", "what it changes")
+    for name, models, text in describe():
+        table.add_row(name, models, text)
+    _console().print(table)
+
+
 # --------------------------------------------------------------------------- data
 @data_app.command("info")
 def data_info(

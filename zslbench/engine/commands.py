@@ -1,0 +1,74 @@
+"""What ``zslbench run`` does between parsing options and training (kept out of cli.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from zslbench.config import Config, resolve
+from zslbench.errors import UserError
+
+
+def build_run_config(model: str, dataset: str, data_root: Optional[Path], ablate: Sequence[str],
+                     seeds: Sequence[int], preset: Optional[str], overrides: Sequence[str], epochs: Optional[int],
+                     device: Optional[str], experiment: Optional[str], tracking_uri: Optional[str],
+                     config_file: Optional[Path]) -> Config:
+    """Resolve the config of a run from CLI options (the documented resolution order)."""
+    from zslbench.ablations import patches_for
+
+    base = Config.from_yaml(config_file) if config_file else None
+    model_name = base.model.name if base is not None and model == "svip" else model
+    extra = list(overrides)
+    if data_root is not None:
+        extra.insert(0, f"data.root={data_root}")
+    if epochs is not None:
+        extra.append(f"train.epochs={epochs}")
+    if device is not None:
+        extra.append(f"train.device={device}")
+    if experiment is not None:
+        extra.append(f"track.experiment={experiment}")
+    if tracking_uri is not None:
+        extra.append(f"track.uri={tracking_uri}")
+    if seeds:
+        extra.append(f"train.seed={seeds[0]}")
+    ablations = patches_for(list(ablate), model_name)
+    if base is not None:
+        return resolve(base=base, preset=preset, ablations=ablations, overrides=extra)
+    return resolve(model=model_name, dataset=dataset, preset=preset, ablations=ablations, overrides=extra)
+
+
+def resolution_order(cfg: Config) -> list[str]:
+    steps = ["library defaults", f"{cfg.model.name} preset for {cfg.data.dataset}"]
+    if cfg.preset:
+        steps.append(f"--preset {cfg.preset}")
+    steps += [f"--ablate {a}" for a in cfg.ablations]
+    steps.append("--set overrides")
+    return steps
+
+
+def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_file: Optional[Path],
+                dry_run: bool, console) -> None:
+    if dry_run:
+        console.print(f"[bold]resolution order:[/bold] {' → '.join(resolution_order(cfg))}")
+        console.print(cfg.to_yaml(), markup=False, highlight=False)
+        return
+    if json_file is not None and str(json_file) != "-" and not json_file.parent.exists():
+        raise UserError(f"--json {json_file}: folder {json_file.parent} does not exist; create it or pick another path")
+    from zslbench.engine.runner import json_summary, print_results, run_seeds
+
+    results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume)
+    print_results(results, console)
+    summary = json_summary(results)
+    if json_file is not None:
+        text = json.dumps(summary, indent=2)
+        if str(json_file) == "-":
+            sys.stdout.write(text + "\n")
+        else:
+            from zslbench.engine.checkpoint import atomic_write_text
+
+            atomic_write_text(json_file, text + "\n")
+    ids = ", ".join(r.run_id for r in results)
+    if cfg.track.enabled:
+        console.print(f"MLflow run id: [bold]{ids}[/bold]  (`mlflow ui` in this folder shows it)")

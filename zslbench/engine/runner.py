@@ -1,0 +1,253 @@
+"""``zslbench run``: one or more seeds of one resolved config, tracked, checkpointed, resumable."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zslbench.config import Config
+from zslbench.engine.checkpoint import atomic_write_text
+from zslbench.errors import TrainingDiverged, UserError
+
+RESOLVED = "resolved.yaml"
+FINAL = "final.json"
+JSON_KEYS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "gamma_policy", "selection", "ausuc", "epochs",
+             "seed", "run_id", "model", "dataset", "ablations")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    out_dir: Path
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+
+
+def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = None,
+              parent_run_id: str | None = None, quiet: bool = False) -> list[RunResult]:
+    """Run ``cfg`` once per seed (sequentially); ``resume`` continues one interrupted run."""
+    from zslbench.tracking import check_reachable, resolve_tracking_uri
+
+    if cfg.track.enabled:  # fail before any data generation or training
+        check_reachable(resolve_tracking_uri(cfg.track.uri))
+    if resume is not None:
+        out_dir = find_resumable(Path(cfg.track.output_dir), resume)
+        cfg = Config.from_yaml(out_dir / RESOLVED)
+        return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet)]
+    results = []
+    for seed in seeds:
+        seeded = copy.deepcopy(cfg)
+        seeded.train.seed = seed
+        results.append(run_one(seeded, console, parent_run_id=parent_run_id, quiet=quiet))
+    return results
+
+
+def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_id: str | None = None,
+            quiet: bool = False, data=None) -> RunResult:
+    """Train and evaluate one seed; ``out_dir`` given = resume the run stored there."""
+    import torch
+
+    from zslbench.engine.data import load_run_data
+    from zslbench.engine.device import pick_device
+    from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
+    from zslbench.models import build_model
+
+    device = pick_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    data = data or load_run_data(cfg, console)
+    state = resume_state(out_dir) if out_dir is not None else None
+    if out_dir is not None and (out_dir / FINAL).exists():
+        raise UserError(f"run {out_dir.name} already finished; its results are in {out_dir / FINAL}")
+    tracker = _open_tracker(cfg, data, device, parent_run_id, resume_run_id=(state or {}).get("run_id"))
+    run_id = tracker.run_id or (state or {}).get("run_id") or _local_run_id()
+    out_dir = out_dir or Path(cfg.track.output_dir) / run_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not (out_dir / RESOLVED).exists():
+        atomic_write_text(out_dir / RESOLVED, cfg.to_yaml())
+    tracker.log_artifact(str(out_dir / RESOLVED))
+
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, data.info).to(device)
+    split = data.split
+    sets = EvalSets(split.split("test_seen"), split.split("test_unseen"))
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()}, step=epoch)
+        tracker.flush()
+
+    progress = None if quiet else _progress(console)
+    trainer = Trainer(cfg, data, model, device, split.split("trainval"), sets, out_dir, on_epoch, progress)
+    started = time.perf_counter()
+    try:
+        with progress if progress is not None else _nullcontext():
+            fit = trainer.fit(resume=state, extra_state={"run_id": run_id})
+    except TrainingDiverged as exc:
+        tracker.set_tags({"failure": str(exc)})
+        tracker.finish("FAILED")
+        raise UserError(f"{exc}; the last good checkpoint is kept in {out_dir}") from None
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    final = finalize(cfg, fit.history, run_id, out_dir, tracker)
+    final["train_seconds"] = fit.seconds
+    final["wall_seconds"] = time.perf_counter() - started
+    atomic_write_text(out_dir / FINAL, json.dumps(final, indent=2))
+    tracker.log_artifact(str(out_dir / FINAL))
+    tracker.finish("FINISHED")
+    return RunResult(run_id, out_dir, final, fit.history)
+
+
+def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: Path, tracker) -> dict[str, Any]:
+    """Apply the epoch-selection policy, log the final metrics and the selected epoch's score arrays."""
+    from zslbench.metrics import select_epoch
+
+    evaluated = [row for row in history if "zsl_t1" in row]
+    choice = select_epoch(evaluated, cfg.eval.selection)
+    row = evaluated[_epoch_index(choice)]
+    final: dict[str, Any] = {k: v for k, v in row.items() if not k.startswith("train/") and k != "epoch"}
+    final.update({
+        "selected_epoch": int(row["epoch"]),
+        "epochs": cfg.train.epochs,
+        "selection": cfg.eval.selection,
+        "gamma_policy": cfg.eval.gamma_policy,
+        "gamma_space": cfg.eval.gamma_space,
+        "oracle": bool(getattr(choice, "oracle", False) or cfg.eval.gamma_policy == "oracle"),
+        "seed": cfg.train.seed,
+        "run_id": run_id,
+        "model": cfg.model.name,
+        "dataset": cfg.data.dataset,
+        "ablations": list(cfg.ablations),
+    })
+    tracker.log_metrics({f"final_{k}": float(v) for k, v in final.items()
+                         if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=cfg.train.epochs)
+    scores = out_dir / "scores" / f"epoch{int(row['epoch']):03d}.npz"
+    if scores.exists() and cfg.track.log_scores:
+        with np.load(scores) as arrays:
+            tracker.log_scores("test_scores", **{k: arrays[k] for k in arrays.files})
+    return final
+
+
+def _epoch_index(choice: Any) -> int:
+    for name in ("index", "epoch", "epoch_h"):
+        if hasattr(choice, name):
+            return int(getattr(choice, name))
+    return int(choice)
+
+
+def find_resumable(output_dir: Path, which: str) -> Path:
+    """The run folder for ``--resume RUN_ID`` or ``--resume last`` (the newest unfinished run)."""
+    if which != "last":
+        path = output_dir / which
+        if not (path / RESOLVED).exists():
+            raise UserError(f"no run {which!r} under {output_dir}/ to resume; `--resume last` picks the newest")
+        return path
+    candidates = [p for p in output_dir.glob("*/") if (p / RESOLVED).exists() and not (p / FINAL).exists()]
+    if not candidates:
+        raise UserError(f"no unfinished run under {output_dir}/ to resume; start one with `zslbench run`")
+    return max(candidates, key=lambda p: (p / RESOLVED).stat().st_mtime)
+
+
+def _open_tracker(cfg: Config, data, device, parent_run_id: str | None, resume_run_id: str | None):
+    from zslbench.tracking import NullTracker, Tracker, standard_tags
+
+    if not cfg.track.enabled:
+        return NullTracker()
+    tags = standard_tags(cfg, data.split.fingerprint(), str(device))
+    name = f"{cfg.model.name}-{cfg.data.dataset}" + (f"-{'+'.join(cfg.ablations)}" if cfg.ablations else "") \
+        + f"-s{cfg.train.seed}"
+    return Tracker.open(cfg.track, run_name=name, tags=tags, params=cfg.flat(), parent_run_id=parent_run_id,
+                        resume_run_id=resume_run_id)
+
+
+def _local_run_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def _progress(console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def json_summary(results: list[RunResult]) -> dict[str, Any]:
+    """The ``--json`` object: DESIGN.md's keys; several seeds → means, with per-run rows and stds."""
+    from zslbench.metrics import aggregate_seeds
+
+    rows = [{k: r.final.get(k) for k in JSON_KEYS} | {"selected_epoch": r.final.get("selected_epoch")}
+            for r in results]
+    if len(rows) == 1:
+        return rows[0]
+    agg = aggregate_seeds([r.final for r in results])
+    summary = dict(rows[0])
+    for key in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "ausuc"):
+        if key in agg:
+            summary[key] = agg[key][0]
+    summary["std"] = {k: agg[k][1] for k in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc") if k in agg}
+    summary["seed"] = [r["seed"] for r in rows]
+    summary["run_id"] = [r["run_id"] for r in rows]
+    summary["runs"] = rows
+    return summary
+
+
+def print_results(results: list[RunResult], console) -> None:
+    """A rich table: one row per seed, plus mean ± std when there are several."""
+    from rich.table import Table
+
+    from zslbench.metrics import aggregate_seeds
+
+    first = results[0].final
+    title = f"{first['model']} on {first['dataset']}" + (f" — ablations: {', '.join(first['ablations'])}"
+                                                          if first["ablations"] else "")
+    table = Table(title=title, caption=_caption(first))
+    for column in ("seed", "T1", "U", "S", "H", "AUSUC", "γ", "epoch", "patch IoU", "MLflow run"):
+        table.add_column(column, justify="right" if column not in ("MLflow run",) else "left")
+    for r in results:
+        f = r.final
+        table.add_row(str(f["seed"]), *(_pct(f.get(k)) for k in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")),
+                      f"{f.get('gamma', 0.0):.3g}", str(f.get("selected_epoch", "") + 1 if "selected_epoch" in f else ""),
+                      _pct(f.get("patch_iou")), r.run_id)
+    if len(results) > 1:
+        agg = aggregate_seeds([r.final for r in results])
+        table.add_row("mean", *(_pm(agg.get(k)) for k in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")),
+                      "", "", _pm(agg.get("patch_iou")), "", style="bold")
+    console.print(table)
+
+
+def _caption(final: dict[str, Any]) -> str:
+    mark = " †" if final.get("oracle") else ""
+    return (f"selection: {final['selection']} · γ policy: {final['gamma_policy']} ({final['gamma_space']}){mark} · "
+            f"T1 = ZSL per-class top-1 on unseen; U/S/H = GZSL per-class accuracies; AUSUC calibration-free")
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * float(value):.1f}"
+
+
+def _pm(stat: Any) -> str:
+    if stat is None:
+        return "–"
+    mean, std, _ = stat
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"

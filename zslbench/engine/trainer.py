@@ -1,0 +1,287 @@
+"""The one training/evaluation loop for every registered model.
+
+Warm-up (heads only) then full training with the per-dataset schedule, gradient clipping,
+evaluation every ``eval_every`` epochs, an atomic checkpoint after every epoch, and a NaN/inf guard.
+Determinism: the model is initialised from ``seed`` and every epoch reseeds all generators from
+``(seed, epoch)``, so a run resumed from its last checkpoint repeats the interrupted epoch exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from zslbench.config import Config
+from zslbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from zslbench.engine.data import RunData, make_batches, superpatch_masks
+from zslbench.engine.device import autocast
+from zslbench.errors import TrainingDiverged
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % 2**31
+
+
+@dataclass
+class EvalSets:
+    """Index arrays of the evaluation splits (test, and the validation protocol's when used)."""
+
+    test_seen: np.ndarray
+    test_unseen: np.ndarray
+    val_seen: np.ndarray | None = None
+    val_unseen: np.ndarray | None = None
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, Any]]
+    scores: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # tag → arrays of an evaluated epoch
+    steps: int = 0
+    seconds: float = 0.0
+
+
+class Trainer:
+    """Trains ``model`` on ``train_indices`` and evaluates on ``eval_sets`` every ``eval_every`` epochs."""
+
+    def __init__(self, cfg: Config, data: RunData, model: torch.nn.Module, device: torch.device,
+                 train_indices: np.ndarray, eval_sets: EvalSets, out_dir: Path,
+                 on_epoch: Callable[[int, dict[str, float]], None] | None = None, progress=None):
+        self.cfg, self.data, self.model, self.device = cfg, data, model, device
+        self.train_batches = make_batches(cfg, data, train_indices, train=True, device=device)
+        self.eval_sets = eval_sets
+        self.out_dir = out_dir
+        self.on_epoch = on_epoch or (lambda epoch, metrics: None)
+        self.progress = progress
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.optimizer_phase = ""
+        self._eval_batches: dict[str, Any] = {}
+        self._masks: dict[str, np.ndarray | None] = {}
+        head_params = [p for group in model.param_groups("warmup") for p in group["params"]]
+        head_ids = {id(p) for p in head_params}
+        self.head_params = head_params
+        self.body_params = [p for p in model.parameters() if id(p) not in head_ids]
+        self.class_attributes = torch.as_tensor(data.info.class_attributes, device=device)
+
+    # ------------------------------------------------------------------ schedule
+    def phase(self, epoch: int) -> str:
+        return "warmup" if epoch < self.cfg.train.warmup_epochs else "full"
+
+    def learning_rate(self, epoch: int) -> float:
+        t = self.cfg.train
+        if self.phase(epoch) == "warmup":
+            return t.warmup_lr
+        return t.lr * t.lr_decay ** (epoch // max(1, t.lr_decay_every))
+
+    def _prepare_optimizer(self, epoch: int) -> torch.optim.Optimizer:
+        t, phase = self.cfg.train, self.phase(epoch)
+        recreate = self.optimizer is None or phase != self.optimizer_phase
+        recreate |= t.quirks == "reference" and phase == "full"  # the reference re-creates Adam every epoch
+        if recreate:
+            groups = self.model.param_groups(phase)
+            if t.optimizer == "adam":
+                self.optimizer = torch.optim.Adam(groups, lr=self.learning_rate(epoch), betas=tuple(t.betas),
+                                                  weight_decay=t.weight_decay)
+            else:
+                self.optimizer = torch.optim.SGD(groups, lr=self.learning_rate(epoch), momentum=t.momentum,
+                                                 weight_decay=t.weight_decay)
+            self.optimizer_phase = phase
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(epoch) * group.get("lr_scale", 1.0)
+        # Clean warm-up trains the heads only: freeze the rest (saves their weight gradients). The reference
+        # keeps them trainable and never zeroes their gradients, which then pour into the first full step.
+        freeze = phase == "warmup" and t.quirks != "reference"
+        for p in self.body_params:
+            p.requires_grad_(not freeze)
+        return self.optimizer
+
+    # ------------------------------------------------------------------ one epoch
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        cfg, model = self.cfg, self.model
+        optimizer = self._prepare_optimizer(epoch)
+        seed_everything(epoch_seed(cfg.train.seed, epoch))
+        generator = getattr(self.train_batches, "generator", None)
+        if generator is not None:
+            generator.manual_seed(epoch_seed(cfg.train.seed, epoch))
+        model.train()
+        sums: dict[str, float] = defaultdict(float)
+        steps, images, start = 0, 0, time.perf_counter()
+        limit = cfg.train.max_steps_per_epoch or len(self.train_batches)
+        task = self.progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=min(limit, len(self.train_batches))) \
+            if self.progress is not None else None
+        anomaly = torch.autograd.set_detect_anomaly(cfg.train.quirks == "reference")
+        with anomaly:
+            for batch in self.train_batches:
+                if steps >= limit:
+                    break
+                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                with autocast(self.device, cfg.train.amp):
+                    output = model(batch)
+                    terms = model.losses(output, batch)
+                loss = sum(terms.values())
+                if not torch.isfinite(loss):
+                    bad = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                    raise TrainingDiverged(f"loss became non-finite at epoch {epoch + 1}, step {steps + 1} ({bad}); "
+                                           "lower train.lr or check the data")
+                if self.phase(epoch) == "warmup" and cfg.train.quirks == "reference":
+                    for p in self.head_params:  # only the heads are zeroed: backbone gradients accumulate
+                        p.grad = None
+                else:
+                    optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.train.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
+                                                   cfg.train.grad_clip)
+                optimizer.step()
+                steps += 1
+                images += int(batch["label"].shape[0])
+                for name, value in terms.items():
+                    sums[name] += float(value.detach())
+                sums["loss"] += float(loss.detach())
+                if task is not None:
+                    rate = images / max(time.perf_counter() - start, 1e-9)
+                    self.progress.update(task, advance=1, description=(
+                        f"epoch {epoch + 1}/{cfg.train.epochs} loss {sums['loss'] / steps:.3f} · {rate:.0f} img/s"))
+        if task is not None:
+            self.progress.remove_task(task)
+        elapsed = time.perf_counter() - start
+        metrics = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
+        metrics.update({"train/lr": self.learning_rate(epoch), "train/images_per_s": images / max(elapsed, 1e-9),
+                        "train/epoch_seconds": elapsed})
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def collect(self, tag: str, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Class scores over ALL classes [N, C], labels, and kept super-patches of ``indices``."""
+        if tag not in self._eval_batches:
+            self._eval_batches[tag] = make_batches(self.cfg, self.data, indices, train=False, device=self.device)
+        self.model.eval()
+        scores, labels, kept = [], [], []
+        for batch in self._eval_batches[tag]:
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with autocast(self.device, self.cfg.train.amp):
+                output = self.model(batch)
+                batch_scores = self.model.class_scores(output, self.class_attributes)
+            scores.append(batch_scores.float().cpu())
+            labels.append(batch["label"].cpu())
+            if "kept" in output:
+                kept.append(output["kept"].cpu())
+        result = {"scores": torch.cat(scores).numpy(), "labels": torch.cat(labels).numpy()}
+        if kept:
+            result["kept"] = torch.cat(kept).numpy().astype(bool)
+        return result
+
+    def evaluate(self) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
+        from zslbench.metrics import evaluate_scores
+
+        info, ev = self.data.info, self.cfg.eval
+        seen = self.collect("test_seen", self.eval_sets.test_seen)
+        unseen = self.collect("test_unseen", self.eval_sets.test_unseen)
+        metrics = evaluate_scores(seen["scores"], seen["labels"], unseen["scores"], unseen["labels"],
+                                  info.seen_classes, info.unseen_classes, gamma_policy=_test_policy(ev.gamma_policy),
+                                  gamma=ev.gamma, space=ev.gamma_space)
+        metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        metrics.update(self._selection_quality(unseen, seen))
+        return metrics, {"test_seen": seen, "test_unseen": unseen}
+
+    def _selection_quality(self, *parts: dict[str, np.ndarray]) -> dict[str, float]:
+        """Patch-selection precision/recall/IoU of the kept super-patches vs the creature masks (synth)."""
+        if self.data.masks_dir is None or any("kept" not in p for p in parts):
+            return {}
+        from zslbench.data.masks import selection_scores
+
+        patch = int(getattr(self.model, "patch_size", 0) or 0)
+        if not patch:
+            return {}
+        kept, relevant = [], []
+        for tag, part in zip(("test_unseen", "test_seen"), parts):
+            if tag not in self._masks:
+                self._masks[tag] = superpatch_masks(self.data, getattr(self.eval_sets, tag), patch)
+            kept.append(part["kept"])
+            relevant.append(self._masks[tag])
+        scores = selection_scores(np.concatenate(kept), np.concatenate(relevant))
+        return {f"patch_{k}": float(v) for k, v in scores.items() if isinstance(v, (int, float, np.floating))}
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: dict[str, Any] | None = None, extra_state: dict[str, Any] | None = None) -> FitResult:
+        cfg = self.cfg
+        history: list[dict[str, Any]] = []
+        start_epoch, steps, seconds = 0, 0, 0.0
+        if resume is not None:
+            self.model.load_state_dict(resume["model"])
+            history = list(resume["history"])
+            start_epoch = int(resume["epoch"]) + 1
+            steps, seconds = int(resume.get("steps", 0)), float(resume.get("seconds", 0.0))
+            if resume.get("optimizer") is not None and self.phase(start_epoch) == resume["optimizer_phase"] \
+                    and cfg.train.quirks != "reference":
+                self._prepare_optimizer(start_epoch)
+                self.optimizer.load_state_dict(resume["optimizer"])
+        kept_scores: dict[str, dict[str, np.ndarray]] = {}
+        for epoch in range(start_epoch, cfg.train.epochs):
+            tick = time.perf_counter()
+            metrics = self.train_epoch(epoch)
+            steps += int(len(self.train_batches) if not cfg.train.max_steps_per_epoch
+                         else min(cfg.train.max_steps_per_epoch, len(self.train_batches)))
+            last = epoch == cfg.train.epochs - 1
+            if last or (epoch + 1) % cfg.train.eval_every == 0:
+                eval_metrics, scores = self.evaluate()
+                metrics.update(eval_metrics)
+                self._save_scores(scores, epoch)
+            seconds += time.perf_counter() - tick
+            history.append({"epoch": epoch, **metrics})
+            self.checkpoint(epoch, history, steps, seconds, extra_state)
+            self.on_epoch(epoch, metrics)
+        return FitResult(history, kept_scores, steps, seconds)
+
+    def checkpoint(self, epoch: int, history: list[dict[str, Any]], steps: int, seconds: float,
+                   extra_state: dict[str, Any] | None) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
+            "optimizer_phase": self.optimizer_phase,
+            "epoch": epoch,
+            "history": history,
+            "steps": steps,
+            "seconds": seconds,
+            **(extra_state or {}),
+        }
+        save_checkpoint(self.out_dir / CHECKPOINT, state)
+
+    def _save_scores(self, scores: dict[str, dict[str, np.ndarray]], epoch: int) -> None:
+        from zslbench.engine.checkpoint import atomic_write_bytes
+        import io
+
+        arrays = {f"{tag}_{key}": value for tag, part in scores.items() for key, value in part.items()}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        atomic_write_bytes(self.out_dir / "scores" / f"epoch{epoch:03d}.npz", buffer.getvalue())
+
+
+def _test_policy(policy: str) -> str:
+    # "val" is resolved by the runner (γ from the validation protocol, applied as "fixed").
+    return "none" if policy == "val" else policy
+
+
+def is_finite_history(history: list[dict[str, Any]]) -> bool:
+    return all(math.isfinite(v) for row in history for v in row.values() if isinstance(v, float))
+
+
+def resume_state(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / CHECKPOINT
+    return load_checkpoint(path) if path.exists() else None
