@@ -89,6 +89,10 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     started = time.perf_counter()
     try:
         with progress if progress is not None else _nullcontext():
+            validation = run_validation(cfg, data, device, out_dir, progress, tracker) if needs_validation(cfg) else None
+            seed_everything(cfg.train.seed)
+            if state is not None or validation is not None:  # same initial weights as an uninterrupted run
+                trainer.model.load_state_dict(build_model(cfg, data.info).state_dict())
             fit = trainer.fit(resume=state, extra_state={"run_id": run_id})
     except TrainingDiverged as exc:
         tracker.set_tags({"failure": str(exc)})
@@ -100,7 +104,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     except BaseException:
         tracker.finish("FAILED")
         raise
-    final = finalize(cfg, fit.history, run_id, out_dir, tracker)
+    final = finalize(cfg, fit.history, run_id, out_dir, tracker, validation, data.info)
     final["train_seconds"] = fit.seconds
     final["wall_seconds"] = time.perf_counter() - started
     atomic_write_text(out_dir / FINAL, json.dumps(final, indent=2))
@@ -109,13 +113,20 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     return RunResult(run_id, out_dir, final, fit.history)
 
 
-def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: Path, tracker) -> dict[str, Any]:
+def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: Path, tracker,
+             validation: list[dict[str, Any]] | None = None, info=None) -> dict[str, Any]:
     """Apply the epoch-selection policy, log the final metrics and the selected epoch's score arrays."""
     from zslbench.metrics import select_epoch
 
     evaluated = [row for row in history if "zsl_t1" in row]
+    if validation is not None:  # the validation protocol's numbers, epoch by epoch
+        by_epoch = {row["epoch"]: row for row in validation}
+        evaluated = [{**row, **{k: v for k, v in by_epoch.get(row["epoch"], {}).items() if k.startswith("val_")}}
+                     for row in evaluated]
     choice = select_epoch(evaluated, cfg.eval.selection)
     row = evaluated[_epoch_index(choice)]
+    if cfg.eval.gamma_policy == "val":
+        row = {**row, **recalibrate(out_dir, int(row["epoch"]), float(row["val_gamma"]), info, cfg.eval.gamma_space)}
     final: dict[str, Any] = {k: v for k, v in row.items() if not k.startswith("train/") and k != "epoch"}
     final.update({
         "selected_epoch": int(row["epoch"]),
@@ -137,6 +148,88 @@ def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: P
         with np.load(scores) as arrays:
             tracker.log_scores("test_scores", **{k: arrays[k] for k in arrays.files})
     return final
+
+
+def needs_validation(cfg: Config) -> bool:
+    return cfg.eval.gamma_policy == "val" or cfg.eval.selection == "val"
+
+
+def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) -> list[dict[str, Any]]:
+    """The validation protocol (PROTOCOL.md §3): train on the train classes with 20 % of their images held
+    out, treat the val classes as unseen, and record per epoch the γ that maximises validation H.
+
+    It costs a second (smaller) training; its per-epoch numbers decide γ (policy ``val``) and the epoch
+    (selection ``val``) of the main run, so no test image is used for either choice.
+    """
+    import dataclasses
+
+    from zslbench.engine.trainer import EvalSets, Trainer, seed_everything
+    from zslbench.metrics import evaluate_scores
+    from zslbench.models import build_model
+
+    done = out_dir / "validation" / "history.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    split = data.split
+    if not (split.has_split("train") and split.has_split("val")):
+        raise UserError(f"gamma policy / selection 'val' needs train_loc and val_loc, which {cfg.data.dataset} lacks; "
+                        "use --set eval.gamma_policy=none (or oracle, marked †) and eval.selection=final")
+    protocol = split.val_protocol()
+    fit_idx, val_seen = _hold_out(np.asarray(protocol["train"]), np.asarray(split.labels), cfg.train.seed)
+    info = dataclasses.replace(data.info, seen_classes=np.asarray(protocol["train_classes"], dtype=np.int64),
+                               unseen_classes=np.asarray(protocol["val_classes"], dtype=np.int64))
+    val_data = dataclasses.replace(data, info=info)
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, info).to(device)
+    history: list[dict[str, Any]] = []
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics({f"val_{k}": v for k, v in metrics.items() if "/" not in k}, step=epoch)
+
+    trainer = Trainer(cfg, val_data, model, device, fit_idx, EvalSets(val_seen, np.asarray(protocol["val_unseen"])),
+                      out_dir / "validation", on_epoch, progress)
+    state = (out_dir / "validation" / "checkpoint.pt")
+    from zslbench.engine.trainer import resume_state
+
+    fit = trainer.fit(resume=resume_state(out_dir / "validation") if state.exists() else None)
+    for row in fit.history:
+        if "zsl_t1" not in row:
+            continue
+        scores = np.load(out_dir / "validation" / "scores" / f"epoch{int(row['epoch']):03d}.npz")
+        m = evaluate_scores(scores["test_seen_scores"], scores["test_seen_labels"], scores["test_unseen_scores"],
+                            scores["test_unseen_labels"], info.seen_classes, info.unseen_classes,
+                            gamma_policy="oracle", space=cfg.eval.gamma_space)
+        history.append({"epoch": row["epoch"], "val_gamma": float(m["gamma"]), "val_gzsl_h": float(m["gzsl_h"]),
+                        "val_zsl_t1": float(m["zsl_t1"]), "val_ausuc": float(m["ausuc"])})
+    atomic_write_text(done, json.dumps(history))
+    return history
+
+
+def recalibrate(out_dir: Path, epoch: int, gamma: float, info, space: str) -> dict[str, float]:
+    """Test metrics of a stored epoch at a fixed γ (chosen on validation data)."""
+    from zslbench.metrics import evaluate_scores
+
+    with np.load(out_dir / "scores" / f"epoch{epoch:03d}.npz") as s:
+        metrics = evaluate_scores(s["test_seen_scores"], s["test_seen_labels"], s["test_unseen_scores"],
+                                  s["test_unseen_labels"], info.seen_classes, info.unseen_classes,
+                                  gamma_policy="fixed", gamma=gamma, space=space)
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _hold_out(indices: np.ndarray, labels: np.ndarray, seed: int, fraction: float = 0.2):
+    """Split ``indices`` per class into (fit, held-out) with ``fraction`` held out, deterministically."""
+    rng = np.random.default_rng(seed + 911)
+    order = rng.permutation(len(indices))
+    shuffled = indices[order]
+    classes = labels[shuffled]
+    rank = np.zeros(len(shuffled), dtype=np.int64)
+    counts: dict[int, int] = {}
+    for position, c in enumerate(classes.tolist()):  # rank within class, in shuffled order
+        rank[position] = counts.get(c, 0)
+        counts[c] = rank[position] + 1
+    totals = np.array([counts[c] for c in classes.tolist()])
+    held = rank < np.maximum(1, np.floor(totals * fraction)).astype(np.int64)
+    return np.sort(shuffled[~held]), np.sort(shuffled[held])
 
 
 def _epoch_index(choice: Any) -> int:
