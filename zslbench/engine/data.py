@@ -168,7 +168,13 @@ def seen_lookup(info: DatasetInfo) -> np.ndarray:
 
 
 def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, device: torch.device):
-    """The batch source over ``indices`` of the split's image list."""
+    """The batch source over ``indices`` of the split's image list (or of its cached region features)."""
+    from zslbench.models import MODELS
+
+    if getattr(MODELS.get(cfg.model.name), "input_kind", "image") == "features":
+        from zslbench.data.feature_cache import feature_batches
+
+        return feature_batches(cfg, data, indices, train, device)
     split, lookup = data.split, seen_lookup(data.info)
     labels = np.asarray(split.labels)[indices]
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size

@@ -105,6 +105,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
         tracker.finish("FAILED")
         raise
     final = finalize(cfg, fit.history, run_id, out_dir, tracker, validation, data.info)
+    final["builtin_gamma"] = float(getattr(model, "builtin_gamma", 0.0))  # e.g. TransZero's fixed ±1 margin
     final["train_seconds"] = fit.seconds
     final["wall_seconds"] = time.perf_counter() - started
     atomic_write_text(out_dir / FINAL, json.dumps(final, indent=2))
