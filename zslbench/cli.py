@@ -162,12 +162,59 @@ def data_check(
         raise typer.Exit(1)
 
 
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument(..., help="xlsa17 (split files of CUB, AWA1, AWA2, SUN) | CUB | AWA2 | SUN (images)"),
+    data_root: Optional[Path] = DataRootOpt,
+    url: Optional[str] = typer.Option(None, "--url", help="Download from here instead (http(s)://, file:// or a local path)."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected sha256 of the archive (replaces the built-in size/checksum)."),
+    force: bool = typer.Option(False, "--force", help="Replace files and folders that already exist."),
+    keep_archive: bool = typer.Option(False, "--keep-archive", help="Keep the downloaded archive in <data-root>/.downloads."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip the `data check` of the fetched dataset(s)."),
+) -> None:
+    """Download an official archive (resumable, verified) and unpack it safely into the data root.
+
+    Examples:
+
+      zslbench data fetch xlsa17 --data-root ~/zsl      # split files → ~/zsl/CUB, ~/zsl/AWA2, ~/zsl/SUN
+
+      zslbench data fetch CUB --data-root ~/zsl         # images → ~/zsl/CUB/CUB_200_2011/images
+
+      zslbench data fetch AWA2 --data-root ~/zsl --url file:///mnt/usb/AwA2-data.zip
+    """
+    from zslbench.data.fetch import fetch
+
+    fetch(name, _data_root(data_root), url=url, sha256=sha256, force=force, keep_archive=keep_archive,
+          check=not no_check, console=_console())
+
+
+@data_app.command("embed")
+def data_embed(
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    vectors: Path = typer.Option(..., "--vectors", help="word2vec .bin(.gz) (e.g. GoogleNews-vectors-negative300.bin) or GloVe/word2vec text file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output .npy [default: <data-root>/<dataset>/attribute_w2v.npy]."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file that differs."),
+) -> None:
+    """Build the [A, D] attribute word vectors: each cleaned attribute phrase = sum of its word vectors.
+
+    Reads the vector file streaming and keeps only the needed words. Example:
+
+      zslbench data embed --dataset CUB --data-root ~/zsl --vectors GoogleNews-vectors-negative300.bin
+    """
+    from zslbench.data.embed import build_attribute_vectors
+
+    build_attribute_vectors(dataset, _data_root(data_root), vectors, out=out, force=force, console=_console())
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors → one line on stderr, exit code 2."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # returns typer.Exit's code in this mode
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except UserError as exc:
         if debug:
             raise
