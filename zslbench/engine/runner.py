@@ -175,8 +175,8 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
     if not (split.has_split("train") and split.has_split("val")):
         raise UserError(f"gamma policy / selection 'val' needs train_loc and val_loc, which {cfg.data.dataset} lacks; "
                         "use --set eval.gamma_policy=none (or oracle, marked †) and eval.selection=final")
-    protocol = split.val_protocol()
-    fit_idx, val_seen = _hold_out(np.asarray(protocol["train"]), np.asarray(split.labels), cfg.train.seed)
+    protocol = split.val_protocol(seen_holdout=0.2, seed=cfg.train.seed)
+    fit_idx, val_seen = np.asarray(protocol["train"]), np.asarray(protocol["val_seen"])
     info = dataclasses.replace(data.info, seen_classes=np.asarray(protocol["train_classes"], dtype=np.int64),
                                unseen_classes=np.asarray(protocol["val_classes"], dtype=np.int64))
     val_data = dataclasses.replace(data, info=info)
@@ -215,22 +215,6 @@ def recalibrate(out_dir: Path, epoch: int, gamma: float, info, space: str) -> di
                                   s["test_unseen_labels"], info.seen_classes, info.unseen_classes,
                                   gamma_policy="fixed", gamma=gamma, space=space)
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-
-
-def _hold_out(indices: np.ndarray, labels: np.ndarray, seed: int, fraction: float = 0.2):
-    """Split ``indices`` per class into (fit, held-out) with ``fraction`` held out, deterministically."""
-    rng = np.random.default_rng(seed + 911)
-    order = rng.permutation(len(indices))
-    shuffled = indices[order]
-    classes = labels[shuffled]
-    rank = np.zeros(len(shuffled), dtype=np.int64)
-    counts: dict[int, int] = {}
-    for position, c in enumerate(classes.tolist()):  # rank within class, in shuffled order
-        rank[position] = counts.get(c, 0)
-        counts[c] = rank[position] + 1
-    totals = np.array([counts[c] for c in classes.tolist()])
-    held = rank < np.maximum(1, np.floor(totals * fraction)).astype(np.int64)
-    return np.sort(shuffled[~held]), np.sort(shuffled[held])
 
 
 def _epoch_index(choice: Any) -> int:
