@@ -33,3 +33,8 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
     hint = get_close_matches(name, valid, n=1)
     suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
     return UserError(f"unknown {kind} {name!r}; valid choices: {', '.join(valid)}.{suggestion}")
+
+
+class RunStopped(Exception):
+    """Raised by an epoch callback to stop a run early on purpose (e.g. an Optuna pruner); the run is
+    marked KILLED with the reason as a tag, and the exception propagates to the caller."""

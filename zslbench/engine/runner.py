@@ -13,7 +13,7 @@ import numpy as np
 
 from zslbench.config import Config
 from zslbench.engine.checkpoint import atomic_write_text
-from zslbench.errors import TrainingDiverged, UserError
+from zslbench.errors import RunStopped, TrainingDiverged, UserError
 
 RESOLVED = "resolved.yaml"
 FINAL = "final.json"
@@ -49,8 +49,13 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
 
 
 def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_id: str | None = None,
-            quiet: bool = False, data=None) -> RunResult:
-    """Train and evaluate one seed; ``out_dir`` given = resume the run stored there."""
+            quiet: bool = False, data=None, epoch_callback=None, tags: dict[str, str] | None = None) -> RunResult:
+    """Train and evaluate one seed; ``out_dir`` given = resume the run stored there.
+
+    ``epoch_callback(epoch, metrics)`` is called after every epoch (after logging); raising
+    :class:`~zslbench.errors.RunStopped` from it ends the run as KILLED (e.g. an Optuna pruner).
+    ``tags`` are added to the MLflow run (e.g. a sweep's trial number).
+    """
     import torch
 
     from zslbench.engine.data import load_run_data
@@ -68,6 +73,8 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     if out_dir is not None and (out_dir / FINAL).exists():
         raise UserError(f"run {out_dir.name} already finished; its results are in {out_dir / FINAL}")
     tracker = _open_tracker(cfg, data, device, parent_run_id, resume_run_id=(state or {}).get("run_id"))
+    if tags:
+        tracker.set_tags(tags)
     run_id = tracker.run_id or (state or {}).get("run_id") or _local_run_id()
     out_dir = out_dir or Path(cfg.track.output_dir) / run_id
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +90,8 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()}, step=epoch)
         tracker.flush()
+        if epoch_callback is not None:
+            epoch_callback(epoch, metrics)
 
     progress = None if quiet else _progress(console)
     trainer = Trainer(cfg, data, model, device, split.split("trainval"), sets, out_dir, on_epoch, progress)
@@ -98,6 +107,10 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
         tracker.set_tags({"failure": str(exc)})
         tracker.finish("FAILED")
         raise UserError(f"{exc}; the last good checkpoint is kept in {out_dir}") from None
+    except RunStopped as exc:
+        tracker.set_tags({"stopped": str(exc) or "stopped early"})
+        tracker.finish("KILLED")
+        raise
     except KeyboardInterrupt:
         tracker.finish("KILLED")
         raise
