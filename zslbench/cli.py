@@ -162,6 +162,33 @@ def data_check(
         raise typer.Exit(1)
 
 
+@data_app.command("synth")
+def data_synth(
+    preset: str = typer.Option("default", "--preset", "-p", help="tiny | default | paper"),
+    seed: int = typer.Option(0, "--seed", help="Generator seed (the same seed gives byte-identical files)."),
+    out: Optional[Path] = typer.Option(None, "--out", "--data-root", "-o",
+                                       help="Data root; writes <out>/synth (synth-tiny, synth-paper for other presets) "
+                                            "[default: $ZSLBENCH_DATA or ./data]"),
+    workers: Optional[int] = typer.Option(None, "--workers", "-j", min=1, help="Worker processes [default: one per core, up to 8]."),
+    force: bool = typer.Option(False, "--force", help="Regenerate even when a matching complete dataset exists."),
+) -> None:
+    """Generate the synthetic ZSL benchmark: xlsa17 layout, PNG images and part masks, deterministic per seed.
+
+    An existing dataset with the same preset, seed and generator version is reused unless --force.
+
+    Examples:
+
+      zslbench data synth                              # ./data/synth (the `zslbench run` default)
+
+      zslbench data synth --preset tiny --out /tmp/zsl --seed 3
+    """
+    from zslbench.data.synth import generate_synth, print_synth_summary
+
+    console = _console()
+    result = generate_synth(_data_root(out), preset, seed, workers=workers, force=force, console=console)
+    print_synth_summary(result, console)
+
+
 @data_app.command("fetch")
 def data_fetch(
     name: str = typer.Argument(..., help="xlsa17 (split files of CUB, AWA1, AWA2, SUN) | CUB | AWA2 | SUN (images)"),
@@ -174,6 +201,10 @@ def data_fetch(
 ) -> None:
     """Download an official archive (resumable, verified) and unpack it safely into the data root.
 
+    Existing files are never replaced without --force; a failed fetch changes nothing.
+
+    Afterwards `data check` runs (exit code 1 on problems; missing images after xlsa17 alone are expected).
+
     Examples:
 
       zslbench data fetch xlsa17 --data-root ~/zsl      # split files → ~/zsl/CUB, ~/zsl/AWA2, ~/zsl/SUN
@@ -184,8 +215,10 @@ def data_fetch(
     """
     from zslbench.data.fetch import fetch
 
-    fetch(name, _data_root(data_root), url=url, sha256=sha256, force=force, keep_archive=keep_archive,
-          check=not no_check, console=_console())
+    result = fetch(name, _data_root(data_root), url=url, sha256=sha256, force=force, keep_archive=keep_archive,
+                   check=not no_check, console=_console())
+    if result.check_failed:  # installed, but `data check` found problems (listed above)
+        raise typer.Exit(1)
 
 
 @data_app.command("embed")
