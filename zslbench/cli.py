@@ -121,6 +121,109 @@ def ablations_cmd() -> None:
     _console().print(table)
 
 
+# --------------------------------------------------------------------------- ablate / sweep
+@app.command("ablate")
+def ablate(
+    model: str = typer.Option("svip", "--model", "-m", help="The full model whose components are ablated."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated ablation rows (e.g. no_js,no_word_init); the full model always runs."),
+    seed: List[int] = typer.Option([], "--seed", help="Seed (repeatable; default 0)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper | quick | tiny"),
+    set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every cell."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name [default: zslbench]"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+) -> None:
+    """Run the paper's ablation table: baseline, each single ablation, full model — over seeds, one MLflow parent run.
+
+    Cells already finished (same resolved config and seed) are reused, so re-running continues the grid.
+
+    Examples:
+
+      zslbench ablate --dataset CUB --data-root ~/zsl --seed 0 --seed 1 --seed 2
+
+      zslbench ablate --preset tiny --only no_js,no_replacement
+    """
+    from zslbench.ablations.grid import AblateOptions, run_ablation_grid
+
+    names = [n.strip() for n in (only or "").split(",") if n.strip()]
+    opts = AblateOptions(model=model, dataset=dataset, only=names, seeds=list(seed), preset=preset,
+                         overrides=list(set_), experiment=experiment, tracking_uri=tracking_uri, data_root=data_root)
+    run_ablation_grid(opts, _console())
+
+
+@app.command("sweep")
+def sweep(
+    params: List[str] = typer.Argument(None, help="Search space(s): patch_number, js_weight, patch_cls_weight, temperature, all."),
+    trials: Optional[int] = typer.Option(None, "--trials", "-n", help="Total finished (complete + pruned) trials of the study (default 20; with --grid, the grid size)."),
+    grid: bool = typer.Option(False, "--grid", help="Run the paper-style grid of the spaces instead of TPE."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name [default: <model>-<dataset>-<params>[-grid][-<preset>]]."),
+    storage: Optional[str] = typer.Option(None, "--storage", envvar="ZSLBENCH_OPTUNA_STORAGE", show_envvar=True, help="sqlite:///optuna.db (default) | journal:FILE (default with --workers) | postgresql+psycopg://USER:PASS@HOST/DB"),
+    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes on this machine (journal storage unless --storage)."),
+    pruner: str = typer.Option("median", "--pruner", help="median | hyperband | none (on the per-epoch metric)."),
+    metric: str = typer.Option("gzsl_h", "--metric", help="gzsl_h | zsl_t1 | ausuc (maximised)."),
+    model: str = typer.Option("svip", "--model", "-m", help="svip | vit"),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper | quick | tiny"),
+    set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every trial."),
+    seed: int = typer.Option(0, "--seed", help="Training seed of every trial and seed of the TPE sampler."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name [default: zslbench]"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+    status: bool = typer.Option(False, "--status", help="Show the study's trials (state, params, value, MLflow run) and the best value; run nothing."),
+    heartbeat: int = typer.Option(60, "--heartbeat", help="Seconds between worker heartbeats; a trial silent for twice this is failed and retried."),
+    max_retry: int = typer.Option(2, "--max-retry", help="Retries of a trial whose worker died."),
+    worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
+) -> None:
+    """Optuna study of SVIP hyperparameters: one MLflow child run per trial under one parent run.
+
+    Re-running the same command continues the study until --trials trials are finished; the same
+    command on several machines with one --storage postgresql+psycopg://… URL shares the study.
+
+    Examples:
+
+      zslbench sweep temperature --trials 20
+
+      zslbench sweep patch_number --grid --dataset CUB --data-root ~/zsl
+
+      zslbench sweep all --trials 100 --workers 4
+
+      zslbench sweep js_weight --storage postgresql+psycopg://zsl:PASS@db:5432/optuna   # on every machine
+
+      zslbench sweep temperature --status
+    """
+    from zslbench.sweeps.study import SweepOptions, run_sweep, show_status
+
+    overrides = ([f"data.root={data_root}"] if data_root is not None else []) + list(set_)
+    opts = SweepOptions(spaces=list(params or []), trials=trials, grid=grid, study=study, storage=storage,
+                        workers=workers, pruner=pruner, metric=metric, model=model, dataset=dataset, preset=preset,
+                        overrides=overrides, seed=seed, experiment=experiment, tracking_uri=tracking_uri,
+                        heartbeat=heartbeat, max_retry=max_retry, worker_index=worker_index)
+    if status:
+        show_status(opts, _console())
+    else:
+        run_sweep(opts, _console())
+
+
+@app.command("sweeps")
+def sweeps_cmd(
+    model: str = typer.Option("svip", "--model", "-m", help="Model whose config bounds the spaces."),
+    dataset: str = DatasetOpt,
+    preset: Optional[str] = typer.Option(None, "--preset", help="paper | quick | tiny (bounds follow the geometry)."),
+) -> None:
+    """List the search spaces of `zslbench sweep`: config key, TPE range, scale, paper grid and best value."""
+    from rich.table import Table
+
+    from zslbench.config import resolve
+    from zslbench.sweeps import describe
+
+    table = Table("space", "config key", "range", "scale", "grid (--grid)", "paper best", "what it sweeps",
+                  title=f"search spaces for {model} on {dataset}" + (f" (preset {preset})" if preset else ""))
+    for row in describe(resolve(model=model, dataset=dataset, preset=preset)):
+        table.add_row(row["space"], row["key"], row["range"], row["scale"], row["grid"], row["paper_best"], row["help"])
+    _console().print(table)
+
+
 # --------------------------------------------------------------------------- data
 @data_app.command("info")
 def data_info(
@@ -238,6 +341,170 @@ def data_embed(
     from zslbench.data.embed import build_attribute_vectors
 
     build_attribute_vectors(dataset, _data_root(data_root), vectors, out=out, force=force, console=_console())
+
+
+# --------------------------------------------------------------------------- results
+table_app = typer.Typer(help="Paper-style tables of an experiment's runs (LaTeX, Markdown, CSV).", no_args_is_help=True)
+app.add_typer(table_app, name="table")
+plot_app = typer.Typer(help="Plots of an experiment's runs (PNG or PDF by the --out extension).", no_args_is_help=True)
+app.add_typer(plot_app, name="plot")
+
+ExperimentOpt = typer.Option("zslbench", "--experiment", "-e", help="MLflow experiment name.")
+TrackingUriOpt = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]")
+FormatOpt = typer.Option("latex", "--format", "-f", help="latex | markdown | csv")
+TableOutOpt = typer.Option(None, "--out", "-o", help="Write the table to this file instead of stdout.")
+GammaPolicyOpt = typer.Option(None, "--gamma-policy", help="Recompute every run's metrics from its stored test scores "
+                              "under this γ policy: none | val | oracle (oracle = chosen on test, marked †).")
+ProtocolOpt = typer.Option(None, "--protocol", help="Use only runs of this protocol (metric-code) version.")
+ReportedOpt = typer.Option(False, "--reported", help="Add the published numbers as a separate, unranked block.")
+
+
+def _emit_table(kind: str, experiment: str, fmt: str, out: Optional[Path], tracking_uri: Optional[str],
+                gamma_policy: Optional[str], protocol: Optional[str], reported: bool = False,
+                param: Optional[str] = None) -> None:
+    from zslbench.results.tables import FORMATS, experiment_table, render
+
+    if fmt not in FORMATS:
+        from zslbench.errors import unknown_name
+
+        raise unknown_name("format", fmt, FORMATS)
+    table = experiment_table(kind, experiment, tracking_uri=tracking_uri or "", param=param, reported=reported,
+                             gamma_policy=gamma_policy, protocol=protocol)
+    text = render(table, fmt)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        from zslbench.results.report import write_text_atomic
+
+        write_text_atomic(Path(out), text)
+        _console().print(f"wrote {out}")
+
+
+@table_app.command("main")
+def table_main(
+    experiment: str = ExperimentOpt,
+    fmt: str = FormatOpt,
+    reported: bool = ReportedOpt,
+    out: Optional[Path] = TableOutOpt,
+    gamma_policy: Optional[str] = GammaPolicyOpt,
+    protocol: Optional[str] = ProtocolOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+) -> None:
+    """Main results: rows = methods, per dataset T1 | U S H | AUSUC (mean ± std over seeds).
+
+    Examples:
+
+      zslbench table main --format markdown
+
+      zslbench table main --reported --out main.tex
+
+      zslbench table main --gamma-policy oracle --format markdown   # how much does test-set γ inflate H?
+    """
+    _emit_table("main", experiment, fmt, out, tracking_uri, gamma_policy, protocol, reported=reported)
+
+
+@table_app.command("ablation")
+def table_ablation(
+    experiment: str = ExperimentOpt,
+    fmt: str = FormatOpt,
+    reported: bool = ReportedOpt,
+    out: Optional[Path] = TableOutOpt,
+    gamma_policy: Optional[str] = GammaPolicyOpt,
+    protocol: Optional[str] = ProtocolOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+) -> None:
+    """The paper's ablation rows (baseline, w/o SSPS, w/o PSC, w/o JSD, w/o W2P, full SVIP): T1 and H, Δ vs full SVIP.
+
+    Example: zslbench table ablation --format latex > ablation.tex
+    """
+    _emit_table("ablation", experiment, fmt, out, tracking_uri, gamma_policy, protocol, reported=reported)
+
+
+@table_app.command("sensitivity")
+def table_sensitivity(
+    param: str = typer.Argument(..., help="patch_number | js_weight | patch_cls_weight | temperature"),
+    experiment: str = ExperimentOpt,
+    fmt: str = FormatOpt,
+    out: Optional[Path] = TableOutOpt,
+    gamma_policy: Optional[str] = GammaPolicyOpt,
+    protocol: Optional[str] = ProtocolOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+) -> None:
+    """Metrics per value of one hyperparameter (rows = values; T1/U/S/H/AUSUC mean ± std).
+
+    Example: zslbench table sensitivity temperature --format markdown
+    """
+    _emit_table("sensitivity", experiment, fmt, out, tracking_uri, gamma_policy, protocol, param=param)
+
+
+@plot_app.command("sensitivity")
+def plot_sensitivity_cmd(
+    param: str = typer.Argument(..., help="patch_number | js_weight | patch_cls_weight | temperature"),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: .png or .pdf"),
+    experiment: str = ExperimentOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+) -> None:
+    """Metric vs parameter value, one panel per metric, seeds as an error band.
+
+    Example: zslbench plot sensitivity temperature --out temperature.pdf
+    """
+    from zslbench.results.plots import plot_sensitivity
+
+    plot_sensitivity(experiment, param, Path(out), tracking_uri=tracking_uri or "")
+    _console().print(f"wrote {out}")
+
+
+@plot_app.command("ausuc")
+def plot_ausuc_cmd(
+    run: List[str] = typer.Option([], "--run", "-r", help="Run id (repeatable) [default: every finished run of the experiment, up to 8]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: .png or .pdf"),
+    experiment: str = ExperimentOpt,
+    tracking_uri: Optional[str] = TrackingUriOpt,
+) -> None:
+    """Seen-unseen accuracy curves from stored scores, AUSUC in the legend, the chosen γ marked.
+
+    Example: zslbench plot ausuc --run 1a2b3c --run 4d5e6f --out ausuc.png
+    """
+    from zslbench.results.plots import plot_ausuc
+
+    plot_ausuc(experiment, list(run), Path(out), tracking_uri=tracking_uri or "")
+    _console().print(f"wrote {out}")
+
+
+@plot_app.command("patches")
+def plot_patches_cmd(
+    run: str = typer.Option(..., "--run", "-r", help="Run id of an SVIP run."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file: .png or .pdf"),
+    count: int = typer.Option(8, "--count", "-n", min=1, max=64, help="Number of test images."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Where the run's dataset lives [default: as in the run's config]"),
+    tracking_uri: Optional[str] = TrackingUriOpt,
+) -> None:
+    """Test images with SVIP's kept super-patches overlaid (synth: the creature mask outlined).
+
+    Example: zslbench plot patches --run 1a2b3c --out patches.png
+    """
+    from zslbench.results.plots import plot_patches
+
+    plot_patches(run, Path(out), count=count, tracking_uri=tracking_uri or "", data_root=data_root)
+    _console().print(f"wrote {out}")
+
+
+@app.command("report")
+def report_cmd(
+    experiment: str = ExperimentOpt,
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (report.md, report.html, figures)."),
+    reported: bool = typer.Option(True, "--reported/--no-reported", help="Include the published numbers."),
+    tracking_uri: Optional[str] = TrackingUriOpt,
+) -> None:
+    """A self-contained Markdown + HTML report: tables, plots and the provenance of every number.
+
+    Example: zslbench report --experiment zslbench --out report/
+    """
+    from zslbench.results.report import write_report
+
+    paths = write_report(experiment, Path(out), tracking_uri=tracking_uri or "", reported=reported)
+    for path in paths:
+        _console().print(f"wrote {path}")
 
 
 # --------------------------------------------------------------------------- entry point

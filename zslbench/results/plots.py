@@ -1,0 +1,292 @@
+"""Plots of runs (seaborn + matplotlib's Agg backend): sensitivity, seen–unseen curves, kept patches.
+
+Each function writes PNG or PDF (by the output's extension), logs the figure as an artifact under
+``plots/`` of the run it shows (or of the runs' common parent run, for sensitivity), and returns
+the written path. Numbers are percentages.
+
+* :func:`plot_sensitivity` — metric vs hyperparameter value, one panel per metric, the seeds'
+  spread as an error band (± sample std), one line per dataset;
+* :func:`plot_ausuc` — seen–unseen accuracy curves from stored scores (exact, via
+  :func:`zslbench.metrics.ausuc`), AUSUC in the legend, the run's chosen γ marked;
+* :func:`plot_patches` — test images with SVIP's kept super-patches highlighted, and on the
+  synthetic benchmark the ground-truth creature outlined.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import polars as pl
+
+from zslbench.errors import UserError
+from zslbench.results.frames import TABLE_METRICS, load_runs, method_label
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+FIGURE_FORMATS = (".png", ".pdf")
+METRIC_TITLES = {"zsl_t1": "ZSL T1", "gzsl_u": "GZSL U", "gzsl_s": "GZSL S", "gzsl_h": "GZSL H", "ausuc": "AUSUC"}
+MAX_CURVES = 8
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)  # files only; never a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def check_output(out: Path) -> Path:
+    """The output path, if its extension is .png or .pdf (else a one-line UserError)."""
+    out = Path(out)
+    if out.suffix.lower() not in FIGURE_FORMATS:
+        raise UserError(f"cannot write a plot to {str(out)!r}: use a .png or .pdf file name for --out")
+    return out
+
+
+def save_figure(fig: "Figure", out: Path) -> Path:
+    """Write ``fig`` atomically (PNG at 150 dpi, or PDF) and close it."""
+    import os
+    import tempfile
+
+    plt = _pyplot()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=out.suffix.lower().lstrip("."))
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return out
+
+
+def log_plot(run_id: str | None, path: Path, tracking_uri: str = "") -> bool:
+    """Attach a written plot to an existing (possibly finished) run under ``plots/``, via the run's
+    :class:`~zslbench.tracking.Tracker` (the run's status is not touched). Returns whether it was logged."""
+    if not run_id:
+        return False
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from zslbench.tracking import Tracker, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:  # e.g. a parent id whose run was deleted: the plot file is still written
+        return False
+    Tracker(client, run, uri).log_artifact(str(path), "plots")
+    return True
+
+
+# --------------------------------------------------------------------------- sensitivity
+def sensitivity_frame(frame: pl.DataFrame, param: str) -> tuple[str, pl.DataFrame]:
+    """(config column, runs of ``frame`` that vary it, with a float ``value`` column)."""
+    from zslbench.results.tables import sensitivity_column
+
+    column = sensitivity_column(param)
+    if column not in frame.columns:
+        raise UserError(f"no run has the parameter {column}; run `zslbench sweep {param}` first")
+    runs = frame.filter(pl.col(column).is_not_null() & (pl.col("ablations") == "none"))
+    runs = runs.with_columns(pl.col(column).cast(pl.Float64, strict=False).alias("value"))
+    if runs["value"].drop_nulls().n_unique() < 2:
+        raise UserError(f"the runs do not vary {column} ({param}); run `zslbench sweep {param}` first")
+    return column, runs
+
+
+def plot_sensitivity(experiment: str, param: str, out: Path, tracking_uri: str = "",
+                     metrics: Sequence[str] = TABLE_METRICS, frame: pl.DataFrame | None = None) -> Path:
+    """Metric (%) vs ``param``'s value, one panel per metric, seeds as an error band (± std)."""
+    import seaborn as sns
+
+    from zslbench.results.tables import SENSITIVITY_NAMES
+
+    out = check_output(out)
+    frame = load_runs(experiment, tracking_uri) if frame is None else frame
+    column, runs = sensitivity_frame(frame, param)
+    present = [m for m in metrics if m in runs.columns and runs[m].drop_nulls().len()]
+    long = runs.unpivot(index=["value", "dataset", "seed", "run_id"], on=present, variable_name="metric",
+                        value_name="score").drop_nulls("score")
+    long = long.with_columns((pl.col("score") * 100).alias("score"),
+                             pl.col("metric").replace(METRIC_TITLES).alias("metric"))
+    plt = _pyplot()
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axes = plt.subplots(1, len(present), figsize=(2.6 * len(present), 2.6), squeeze=False, sharex=True)
+    datasets = sorted(long["dataset"].unique().to_list())
+    palette = dict(zip(datasets, sns.color_palette("colorblind", len(datasets))))
+    for axis, metric in zip(axes[0], [METRIC_TITLES[m] for m in present]):
+        data = long.filter(pl.col("metric") == metric).sort("value").to_pandas()
+        sns.lineplot(data=data, x="value", y="score", hue="dataset", palette=palette, errorbar="sd", marker="o",
+                     ax=axis, legend=axis is axes[0][-1])
+        axis.set_title(metric)
+        axis.set_xlabel(SENSITIVITY_NAMES.get(column, column))
+        axis.set_ylabel("%" if axis is axes[0][0] else "")
+    if axes[0][-1].get_legend() is not None:
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="dataset", frameon=False)
+    fig.suptitle(f"Sensitivity to {SENSITIVITY_NAMES.get(column, column)} (mean ± std over seeds)", y=1.04)
+    save_figure(fig, out)
+    parents = [p for p in runs["parent_run_id"].unique().to_list() if p] if "parent_run_id" in runs.columns else []
+    if len(parents) == 1:
+        log_plot(parents[0], out, tracking_uri)
+    return out
+
+
+# --------------------------------------------------------------------------- seen–unseen curves
+def run_label(record: dict[str, Any]) -> str:
+    """A legend label for one run: method, dataset, seed, short run id."""
+    return (f"{method_label(record.get('model', '?'), record.get('ablations', 'none'))} · {record.get('dataset', '?')}"
+            f" · s{record.get('seed', '?')} · {str(record['run_id'])[:8]}")
+
+
+def plot_ausuc(experiment: str, run_ids: Sequence[str], out: Path, tracking_uri: str = "",
+               frame: pl.DataFrame | None = None, cache_dir: Path | None = None) -> Path:
+    """Seen–unseen accuracy curves of the given runs (default: the newest finished runs, at most 8)."""
+    from zslbench.metrics import ausuc, gzsl_metrics
+    from zslbench.results.scores import class_sets, load_scores
+
+    out = check_output(out)
+    frame = load_runs(experiment, tracking_uri) if frame is None else frame
+    if run_ids:
+        unknown = [r for r in run_ids if r not in set(frame["run_id"].to_list())]
+        if unknown:
+            raise UserError(f"run(s) {', '.join(unknown)} are not finished runs of experiment {experiment!r}; "
+                            "check the ids (`mlflow ui` lists them) or --experiment")
+        records = [frame.filter(pl.col("run_id") == r).row(0, named=True) for r in run_ids]
+    else:
+        records = frame.sort("start_time", descending=True).head(MAX_CURVES).to_dicts()
+    plt = _pyplot()
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, axis = plt.subplots(figsize=(5.2, 4.2))
+    colors = sns.color_palette("colorblind", len(records))
+    for color, record in zip(colors, records):
+        scores = load_scores(record["run_id"], tracking_uri, cache_dir)
+        seen, unseen = class_sets(scores)
+        space = record.get("gamma_space") or "logit"
+        arrays = (scores["test_seen_scores"], scores["test_seen_labels"], scores["test_unseen_scores"],
+                  scores["test_unseen_labels"], seen, unseen)
+        area, curve = ausuc(*arrays, space=space)
+        axis.plot(100 * curve.u, 100 * curve.s, color=color, lw=1.4,
+                  label=f"{run_label(record)} (AUSUC {100 * area:.1f})")
+        gamma = record.get("gamma")
+        gamma = float(gamma) if gamma is not None and math.isfinite(gamma) else 0.0
+        point = gzsl_metrics(*arrays, gamma=gamma, space=space)
+        axis.scatter([100 * point.u], [100 * point.s], color=color, marker="*", s=110, zorder=3, edgecolor="black",
+                     linewidth=0.5)
+    axis.scatter([], [], marker="*", color="grey", edgecolor="black", s=110,
+                 label="chosen γ (U, S; policy of each run)")
+    axis.set_xlabel("unseen accuracy U (%)")
+    axis.set_ylabel("seen accuracy S (%)")
+    axis.set_xlim(0, 100)
+    axis.set_ylim(0, 100)
+    axis.set_title("Seen–unseen accuracy curves (calibrated stacking, γ swept)")
+    axis.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.15), frameon=False)
+    save_figure(fig, out)
+    for record in records:
+        log_plot(record["run_id"], out, tracking_uri)
+    return out
+
+
+# --------------------------------------------------------------------------- kept patches
+def patch_size_of(model_cfg: Any) -> int:
+    """The ViT patch size: ``model.patch_size``, else the backbone name's (``vit_base_patch16_224`` → 16)."""
+    size = int(getattr(model_cfg, "patch_size", 0) or 0)
+    if size:
+        return size
+    found = re.search(r"patch(\d+)", str(getattr(model_cfg, "backbone", "")))
+    if not found:
+        raise UserError("cannot tell the run's patch size (model.patch_size is 0 and the backbone name has none)")
+    return int(found.group(1))
+
+
+def _mask_path(masks_dir: Path, relative: str) -> Path:
+    parts = Path(relative).parts
+    return masks_dir / Path(*parts[1:]) if parts and parts[0] == "images" else masks_dir / relative
+
+
+def plot_patches(run_id: str, out: Path, count: int = 8, tracking_uri: str = "", data_root: Path | None = None,
+                 cache_dir: Path | None = None) -> Path:
+    """A grid of test images (half unseen, half seen) with the run's kept super-patches highlighted."""
+    from PIL import Image
+
+    from zslbench.config import Config
+    from zslbench.data.masks import load_mask, resize_nearest
+    from zslbench.engine.data import load_run_data
+    from zslbench.results.scores import RESOLVED_ARTIFACT, download_artifact, load_scores
+
+    out = check_output(out)
+    scores = load_scores(run_id, tracking_uri, cache_dir)
+    if not any(k.endswith("_kept") for k in scores):
+        raise UserError(f"run {run_id} stored no kept super-patches (test_*_kept); only SVIP runs have them")
+    cfg = Config.from_yaml(download_artifact(run_id, RESOLVED_ARTIFACT, tracking_uri, cache_dir))
+    if data_root is not None:
+        cfg.data.root = str(data_root)
+    data = load_run_data(cfg)
+    split, image_root = data.split, data.image_root
+    img_size, patch = int(cfg.model.img_size), patch_size_of(cfg.model)
+    half_grid = img_size // patch // 2
+    picks: list[tuple[str, int, int]] = []  # (split, position in the split, image index)
+    for tag in ("test_unseen", "test_seen"):
+        key = f"{tag}_kept"
+        if key not in scores:
+            continue
+        indices = split.split(tag)
+        n = min(len(indices), max(1, count // 2 if tag == "test_unseen" else count - len(picks)))
+        for position in np.linspace(0, len(indices) - 1, n).round().astype(int):
+            picks.append((tag, int(position), int(indices[position])))
+    plt = _pyplot()
+    columns = min(4, len(picks))
+    rows = math.ceil(len(picks) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.95 * rows), squeeze=False)
+    for axis in axes.ravel():
+        axis.axis("off")
+    for axis, (tag, position, index) in zip(axes.ravel(), picks):
+        path = split.image_path(index, image_root)
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert("RGB").resize((img_size, img_size), Image.BILINEAR))
+        except OSError:
+            raise UserError(f"image {path} of run {run_id} cannot be read; pass --data-root where its dataset "
+                            "lives (or run `zslbench data check`)") from None
+        kept = np.asarray(scores[f"{tag}_kept"][position], dtype=bool).reshape(half_grid, half_grid)
+        shade = np.kron(~kept, np.ones((2 * patch, 2 * patch), dtype=bool))[:img_size, :img_size]
+        shown = pixels.astype(np.float32) / 255.0
+        shown[shade] *= 0.35  # dim what SVIP contextualises; kept super-patches stay bright
+        axis.imshow(shown, interpolation="nearest")
+        for r, c in zip(*np.nonzero(kept)):
+            axis.add_patch(plt.Rectangle((c * 2 * patch - 0.5, r * 2 * patch - 0.5), 2 * patch, 2 * patch,
+                                         fill=False, edgecolor="#ffd400", linewidth=0.8))
+        if data.masks_dir is not None:
+            mask_file = _mask_path(data.masks_dir, split.image_files[index])
+            if mask_file.is_file():
+                mask = resize_nearest(load_mask(mask_file), img_size) > 0
+                axis.contour(mask.astype(float), levels=[0.5], colors=["#00e5ff"], linewidths=1.0)
+        label = int(scores[f"{tag}_labels"][position])
+        predicted = int(np.argmax(scores[f"{tag}_scores"][position]))
+        name = split.class_names[label] if label < len(split.class_names) else str(label)
+        verdict = "✓" if predicted == label else "✗"
+        axis.set_title(f"{'unseen' if tag == 'test_unseen' else 'seen'}: {name[:18]} {verdict}\n"
+                       f"{int(kept.sum())}/{kept.size} kept", fontsize=7)
+    legend = "yellow boxes: kept super-patches; dimmed: contextualised"
+    if data.masks_dir is not None:
+        legend += "; cyan: creature outline (ground truth)"
+    fig.suptitle(f"SVIP patch selection — run {run_id[:8]} ({cfg.data.dataset})\n{legend}", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, out)
+    log_plot(run_id, out, tracking_uri)
+    return out
+
+
+__all__ = ["check_output", "log_plot", "patch_size_of", "plot_ausuc", "plot_patches", "plot_sensitivity",
+           "run_label", "save_figure", "sensitivity_frame"]

@@ -1,0 +1,174 @@
+"""Stored test scores of runs: download (cached), and re-evaluation under another γ policy.
+
+Every finished run stores the class scores of its selected epoch as the artifact
+``scores/test_scores.npz`` (arrays ``test_seen_scores`` [N_s, C], ``test_seen_labels``,
+``test_unseen_scores`` [N_u, C], ``test_unseen_labels``, and ``test_*_kept`` for SVIP). From
+them the metrics are recomputed with :func:`zslbench.metrics.evaluate_scores` — no retraining —
+so a table can show how much choosing γ on the test set (``oracle``, marked †) inflates H
+compared with no calibration (``none``) or a γ chosen on validation data (``val``).
+
+Class sets: the unseen classes are the labels of ``test_unseen`` (in xlsa17 every unseen class
+has test images) and the seen classes are all other columns of the score matrix.
+
+Validation for ``val``: scores stored as ``val_seen_scores``/``val_seen_labels``/
+``val_unseen_scores``/``val_unseen_labels`` in the artifact choose γ; otherwise the γ the run
+itself chose on its validation protocol (final metric ``val_gamma``, logged when the run used
+``eval.gamma_policy=val`` or ``eval.selection=val``) is applied. A run with neither cannot be
+re-evaluated under ``val`` (a :class:`UserError` names it).
+
+Downloads are cached per run under ``<tmp>/zslbench-artifacts/<run id>/`` (finished runs never
+change their artifacts).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import polars as pl
+
+from zslbench import PROTOCOL_VERSION
+from zslbench.errors import UserError, unknown_name
+
+SCORES_ARTIFACT = "scores/test_scores.npz"
+RESOLVED_ARTIFACT = "resolved.yaml"
+REEVALUATION_POLICIES = ("none", "val", "oracle")
+_SCORE_KEYS = ("test_seen_scores", "test_seen_labels", "test_unseen_scores", "test_unseen_labels")
+_VAL_KEYS = ("val_seen_scores", "val_seen_labels", "val_unseen_scores", "val_unseen_labels")
+
+
+def cache_root() -> Path:
+    """Where downloaded artifacts are kept: ``$ZSLBENCH_ARTIFACT_CACHE`` or ``<tmp>/zslbench-artifacts``."""
+    return Path(os.environ.get("ZSLBENCH_ARTIFACT_CACHE") or Path(tempfile.gettempdir()) / "zslbench-artifacts")
+
+
+def download_artifact(run_id: str, artifact: str, tracking_uri: str = "", cache_dir: Path | None = None,
+                      required: bool = True) -> Path | None:
+    """The local path of a run's artifact, downloaded once into the per-run cache.
+
+    ``required=False`` returns ``None`` for a missing artifact instead of raising a :class:`UserError`.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from zslbench.tracking import resolve_tracking_uri
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars on the terminal
+    target_dir = (cache_dir or cache_root()) / run_id
+    target = target_dir / artifact
+    if target.is_file():
+        return target
+    target_dir.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
+    try:
+        with tempfile.TemporaryDirectory(dir=target_dir, prefix=".download-") as tmp:
+            downloaded = Path(client.download_artifacts(run_id, artifact, tmp))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(downloaded, target)  # atomic: a half-downloaded file is never cached
+    except (MlflowException, OSError) as exc:
+        if not required:
+            return None
+        raise UserError(f"run {run_id} has no artifact {artifact} ({type(exc).__name__}); "
+                        "it was logged without it (track.log_scores=false?) — re-run it") from None
+    return target
+
+
+def load_scores(run_id: str, tracking_uri: str = "", cache_dir: Path | None = None) -> dict[str, np.ndarray]:
+    """The arrays of a run's ``scores/test_scores.npz`` (downloaded and cached)."""
+    path = download_artifact(run_id, SCORES_ARTIFACT, tracking_uri, cache_dir)
+    with np.load(path) as arrays:
+        scores = {key: arrays[key] for key in arrays.files}
+    missing = [k for k in _SCORE_KEYS if k not in scores]
+    if missing:
+        raise UserError(f"the scores artifact of run {run_id} lacks {', '.join(missing)}; re-run it")
+    return scores
+
+
+def class_sets(scores: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(seen, unseen) class ids: unseen = the labels of ``test_unseen``; seen = every other column.
+
+    >>> s = {"test_seen_scores": np.zeros((2, 4)), "test_unseen_labels": np.array([3, 1, 3])}
+    >>> [c.tolist() for c in class_sets(s)]
+    [[0, 2], [1, 3]]
+    """
+    n_classes = int(np.asarray(scores["test_seen_scores"]).shape[1])
+    unseen = np.unique(np.asarray(scores["test_unseen_labels"], dtype=np.int64))
+    seen = np.setdiff1d(np.arange(n_classes, dtype=np.int64), unseen)
+    return seen, unseen
+
+
+def evaluate_run_scores(scores: Mapping[str, np.ndarray], policy: str, space: str = "logit",
+                        val_gamma: float | None = None, run_id: str = "") -> dict[str, Any]:
+    """Protocol metrics of one run's stored scores under γ ``policy`` (none | val | oracle)."""
+    from zslbench.metrics import evaluate_scores
+
+    if policy not in REEVALUATION_POLICIES:
+        raise unknown_name("gamma policy", policy, REEVALUATION_POLICIES)
+    seen, unseen = class_sets(scores)
+    arrays = [scores[k] for k in _SCORE_KEYS]
+    if policy == "val":
+        if all(k in scores for k in _VAL_KEYS):
+            val_seen, val_unseen = class_sets({"test_seen_scores": scores["val_seen_scores"],
+                                               "test_unseen_labels": scores["val_unseen_labels"]})
+            val = [scores[k] for k in _VAL_KEYS] + [val_seen, val_unseen]
+            return evaluate_scores(*arrays, seen, unseen, gamma_policy="val", space=space, val=val)
+        if val_gamma is None or not np.isfinite(val_gamma):
+            raise UserError(f"run {run_id or '?'} has no validation scores and no validation γ, so --gamma-policy val "
+                            "cannot re-evaluate it; re-run it with --set eval.gamma_policy=val, "
+                            "or use --gamma-policy none|oracle")
+        metrics = evaluate_scores(*arrays, seen, unseen, gamma_policy="fixed", gamma=float(val_gamma), space=space)
+        metrics["gamma_policy"] = "val"
+        return metrics
+    return evaluate_scores(*arrays, seen, unseen, gamma_policy=policy, space=space)
+
+
+def reevaluate(frame: pl.DataFrame, policy: str, tracking_uri: str = "", cache_dir: Path | None = None) -> pl.DataFrame:
+    """The runs frame with every run's metrics recomputed from its stored scores under ``policy``.
+
+    The result's ``gamma_policy`` is ``policy``, ``protocol`` the current protocol version (the
+    metric code that recomputed them) and ``oracle`` is set for test-selected numbers. Runs whose
+    artifact is missing or that cannot be evaluated under ``val`` are named in one UserError line.
+    """
+    if policy not in REEVALUATION_POLICIES:
+        raise unknown_name("gamma policy", policy, REEVALUATION_POLICIES)
+    updates: list[dict[str, Any]] = []
+    missing: list[str] = []
+    no_val: list[str] = []
+    for record in frame.iter_rows(named=True):
+        run_id = record["run_id"]
+        scores = None
+        try:
+            scores = load_scores(run_id, tracking_uri, cache_dir)
+        except UserError:
+            missing.append(run_id)
+            continue
+        val_gamma = record.get("val_gamma")
+        try:
+            metrics = evaluate_run_scores(scores, policy, record.get("gamma_space") or "logit", val_gamma, run_id)
+        except UserError:
+            no_val.append(run_id)
+            continue
+        updates.append({"run_id": run_id, **{k: float(v) for k, v in metrics.items()
+                                              if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+    if missing:
+        raise UserError(f"{len(missing)} run(s) have no {SCORES_ARTIFACT} to re-evaluate ({', '.join(missing[:5])}"
+                        f"{', …' if len(missing) > 5 else ''}); re-run them with track.log_scores on, or drop --gamma-policy")
+    if no_val:
+        raise UserError(f"--gamma-policy val needs validation scores or a validation γ, which run(s) "
+                        f"{', '.join(no_val[:5])}{', …' if len(no_val) > 5 else ''} lack; re-run them with "
+                        "--set eval.gamma_policy=val, or use --gamma-policy none|oracle")
+    recomputed = pl.DataFrame(updates)
+    replaced = [c for c in recomputed.columns if c != "run_id"]
+    result = frame.drop([c for c in replaced if c in frame.columns]).join(recomputed, on="run_id", how="left")
+    return result.with_columns(
+        pl.lit(policy).alias("gamma_policy"),
+        pl.lit(PROTOCOL_VERSION).alias("protocol"),
+        ((pl.col("selection") == "oracle") | pl.lit(policy == "oracle")).alias("oracle"),
+    ).select([c for c in frame.columns] + [c for c in replaced if c not in frame.columns])
+
+
+__all__ = ["REEVALUATION_POLICIES", "SCORES_ARTIFACT", "cache_root", "class_sets", "download_artifact",
+           "evaluate_run_scores", "load_scores", "reevaluate"]

@@ -1,0 +1,615 @@
+"""Paper-style tables from aggregated runs: main, ablation and sensitivity; LaTeX, Markdown, CSV.
+
+A table is first built as a format-free :class:`Table` (column groups, blocks of rows, cells with
+mean ± std, rank, † and Δ, footnotes), then rendered by :func:`render`:
+
+* ``latex`` — booktabs, best **bold** and second underlined per column (measured rows only),
+  ± std in ``\\scriptsize``, † on test-selected numbers, footnotes under the tabular. It needs
+  only ``\\usepackage{booktabs}`` and compiles unchanged with pdflatex.
+* ``markdown`` — a GitHub table, best ``**bold**``, second ``<u>underlined</u>``, footnotes below.
+* ``csv`` — one line per (block, row, dataset, metric) with mean, std, n, rank, Δ and the policy.
+
+Percentages have one decimal. Reported numbers (``reported.csv``: PROTOCOL.md §5, SVIP.md §9)
+form their own block, are never ranked against measured rows and are marked as test-selected by
+their authors.
+
+Example::
+
+    >>> cell = Cell(0.7512, 0.0041, 3)
+    >>> format_number(cell, "markdown")
+    '75.1 ± 0.4'
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Iterable, Sequence
+
+import polars as pl
+
+from zslbench.errors import UserError, unknown_name
+from zslbench.results.frames import (TABLE_METRICS, aggregate, check_protocols, method_label, policy_sentence,
+                                     warn)
+
+FORMATS = ("latex", "markdown", "csv")
+TABLE_KINDS = ("main", "ablation", "sensitivity")
+METRIC_HEADERS = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "ausuc": "AUSUC"}
+#: Metrics whose value depends on γ (test-selected when γ was chosen on the test set).
+GAMMA_METRICS = ("gzsl_u", "gzsl_s", "gzsl_h")
+DATASET_ORDER = ("synth", "CUB", "AWA2", "SUN")
+MODEL_ORDER = ("vit", "apn", "transzero", "svip")
+#: ``zslbench table sensitivity PARAM`` names → config params (as ``zslbench sweep``).
+SENSITIVITY_PARAMS = {"patch_number": "model.keep", "js_weight": "model.js_weight",
+                      "patch_cls_weight": "model.patch_cls_weight", "temperature": "model.logit_scale"}
+SENSITIVITY_NAMES = {"model.keep": "patch number K", "model.js_weight": "λ1 (consistency weight)",
+                     "model.patch_cls_weight": "λ2 (PatchCls weight)", "model.logit_scale": "temperature σ"}
+#: The paper's ablation rows (SVIP.md §9), in order: (row key, label).
+ABLATION_ROWS = (("baseline", "Baseline: ViT + attribute head"), ("no_patch_selection", "w/o SSPS"),
+                 ("no_replacement", "w/o PSC"), ("no_js", "w/o JSD"), ("no_word_init", "w/o W2P"),
+                 ("full", "Full SVIP"))
+#: Ablations that belong to the ablation table, not to the main table's method rows.
+PAPER_ABLATIONS = ("no_patch_selection", "no_replacement", "no_js", "no_word_init")
+REPORTED_NOTE = ("Reported rows are the authors' published numbers, selected on the test set by their authors "
+                 "(oracle epoch; γ built in or tuned on test); they are not ranked against measured rows.")
+ORACLE_NOTE = "† test-selected: chosen on the test set (oracle epoch or γ); optimistic."
+
+
+# --------------------------------------------------------------------------- the table model
+@dataclass
+class Cell:
+    """One number: fractions in [0, 1] (``None`` = not available)."""
+
+    mean: float | None
+    std: float | None = None
+    n: int = 0
+    oracle: bool = False
+    rank: int | None = None  # 1 = best, 2 = second in its column (measured rows only)
+    delta: float | None = None  # difference to a reference row (fraction), shown as (+x.x)
+
+
+@dataclass
+class Row:
+    label: str
+    cells: dict[tuple[str, str], Cell]  # (group, column) → cell
+    policy: str = ""  # "gamma/space/selection" for CSV
+    run_ids: list[str] = field(default_factory=list)
+    key: str = ""  # e.g. the ablation row ("full", "no_js"…)
+    ranked: bool = True  # False for rows under another policy than the table's: not comparable
+
+
+@dataclass
+class Block:
+    rows: list[Row]
+    title: str = ""  # shown as a separating row; "" = no title row
+    ranked: bool = True  # whether best/second are marked in this block
+
+
+@dataclass
+class Table:
+    kind: str
+    caption: str
+    stub: str  # header of the label column
+    groups: list[tuple[str, list[str]]]  # (group name, [metric keys])
+    blocks: list[Block]
+    notes: list[str] = field(default_factory=list)
+    label: str = ""  # LaTeX \label
+
+    def columns(self) -> list[tuple[str, str]]:
+        return [(group, column) for group, columns in self.groups for column in columns]
+
+    def run_ids(self) -> list[str]:
+        return [run for block in self.blocks for row in block.rows for run in row.run_ids]
+
+
+# --------------------------------------------------------------------------- building
+def build_table(kind: str, frame: pl.DataFrame, *, param: str | None = None, reported: bool = False,
+                protocol: str | None = None, experiment: str = "") -> Table:
+    """Build table ``kind`` (main | ablation | sensitivity) from a runs frame (:func:`load_runs`)."""
+    if kind not in TABLE_KINDS:
+        raise unknown_name("table", kind, TABLE_KINDS)
+    frame = check_protocols(frame, protocol)
+    if kind == "main":
+        return main_table(frame, reported=reported, experiment=experiment)
+    if kind == "ablation":
+        return ablation_table(frame, reported=reported, experiment=experiment)
+    if param is None:
+        raise UserError(f"table sensitivity needs a parameter: one of {', '.join(SENSITIVITY_PARAMS)}")
+    return sensitivity_table(frame, param, experiment=experiment)
+
+
+def experiment_table(kind: str, experiment: str = "zslbench", *, tracking_uri: str = "", param: str | None = None,
+                     reported: bool = False, gamma_policy: str | None = None, protocol: str | None = None,
+                     cache_dir: Any = None) -> Table:
+    """Load the finished runs of ``experiment`` and build table ``kind`` from them.
+
+    ``gamma_policy`` (none | val | oracle) recomputes every run's metrics from its stored test
+    scores under that γ policy first (:func:`zslbench.results.scores.reevaluate`).
+    """
+    from zslbench.results.frames import load_runs
+
+    if kind not in TABLE_KINDS:
+        raise unknown_name("table", kind, TABLE_KINDS)
+    if kind == "sensitivity":
+        sensitivity_column(param or "")
+    frame = load_runs(experiment, tracking_uri)
+    if gamma_policy is not None:
+        from zslbench.results.scores import reevaluate
+
+        # Recomputed numbers all come from the current metric code (protocol version), so runs
+        # logged under older versions become comparable; --protocol still restricts the runs.
+        frame = reevaluate(check_protocols(frame, protocol) if protocol else frame, gamma_policy,
+                           tracking_uri, cache_dir)
+    return build_table(kind, frame, param=param, reported=reported, protocol=protocol if gamma_policy is None else None,
+                       experiment=experiment)
+
+
+def main_table(frame: pl.DataFrame, reported: bool = False, experiment: str = "") -> Table:
+    """Rows = methods (model + ablations), column groups per dataset with T1 | U S H | AUSUC."""
+    frame = frame.filter(~pl.col("ablations").str.contains("|".join(PAPER_ABLATIONS))) \
+        if "ablations" in frame.columns else frame
+    grouped = aggregate(frame)
+    if grouped.is_empty():
+        raise UserError(f"experiment {experiment!r} has no method runs for the main table (only paper ablations); "
+                        "see `zslbench table ablation`")
+    datasets = _datasets(grouped["dataset_label"].to_list())
+    reported_rows = _reported("main") if reported else []
+    if reported_rows:
+        datasets = _datasets(datasets + [r["dataset"] for r in reported_rows])
+    metrics = list(TABLE_METRICS)
+    labels, notes = _row_labels(grouped, lambda r: method_label(r["model"], r["ablations"]))
+    order = sorted(range(grouped.height), key=lambda i: _method_key(grouped.row(i, named=True)))
+    rows = _rows(grouped, labels, order, metrics)
+    blocks = [Block(rows)]
+    if reported_rows:
+        blocks.append(Block(_reported_block_rows(reported_rows, "method"),
+                            title="Reported by the authors (test-selected)", ranked=False))
+    table = Table("main", _caption("Main results", experiment), "Method",
+                  [(d, metrics) for d in datasets], blocks, label="tab:main")
+    _finish(table, grouped, notes, reported=bool(reported_rows))
+    return table
+
+
+def ablation_table(frame: pl.DataFrame, reported: bool = False, experiment: str = "") -> Table:
+    """The paper's ablation rows, T1 and H per dataset, Δ (points) vs full SVIP."""
+    keys = [_ablation_key(m, a) for m, a in zip(frame["model"].to_list(), frame["ablations"].to_list())]
+    keyed = frame.with_columns(pl.Series("ablation_row", keys, dtype=pl.Utf8)).filter(pl.col("ablation_row") != "")
+    if keyed.is_empty():
+        raise UserError(f"experiment {experiment!r} has no runs of the paper's ablation rows; "
+                        "run `zslbench ablate` first")
+    # `--model vit` and `--ablate baseline` are the same configuration: one row.
+    keyed = keyed.with_columns(pl.when(pl.col("ablation_row") == "baseline").then(pl.lit("baseline"))
+                               .otherwise(pl.col("ablations")).alias("ablations"))
+    grouped = aggregate(keyed, extra=["ablation_row"])
+    datasets = _datasets(grouped["dataset_label"].to_list())
+    metrics = ["zsl_t1", "gzsl_h"]
+    labels_by_key = dict(ABLATION_ROWS)
+    labels, notes = _row_labels(grouped, lambda r: labels_by_key[r["ablation_row"]])
+    order_of = {key: i for i, (key, _) in enumerate(ABLATION_ROWS)}
+    order = sorted(range(grouped.height), key=lambda i: (order_of[grouped[i, "ablation_row"]], labels[i]))
+    rows = _rows(grouped, labels, order, metrics, key_column="ablation_row")
+    majority = _majority_policy(grouped)
+    for dataset in datasets:
+        reference = next((r for r in rows if r.key == "full" and r.policy == majority
+                          and any(g == dataset for g, _ in r.cells)), None)
+        if reference is None:
+            continue
+        for row in rows:
+            if row is reference or row.policy != majority:
+                continue
+            for metric in metrics:
+                cell, ref = row.cells.get((dataset, metric)), reference.cells.get((dataset, metric))
+                if cell is not None and ref is not None and cell.mean is not None and ref.mean is not None:
+                    cell.delta = cell.mean - ref.mean
+    blocks = [Block(rows)]
+    reported_rows = _reported("ablation") if reported else []
+    if reported_rows:
+        datasets = _datasets(datasets + [r["dataset"] for r in reported_rows])
+        paper = _reported_block_rows(reported_rows, "method", labels_by_key)
+        blocks.append(Block(paper, title="Reported in the SVIP paper (test-selected)", ranked=False))
+    table = Table("ablation", _caption("Ablation of SVIP's components", experiment), "Variant",
+                  [(d, metrics) for d in datasets], blocks, label="tab:ablation")
+    notes = notes + ["Δ (in parentheses): difference to full SVIP in percentage points, same dataset and policy."]
+    _finish(table, grouped, notes, reported=bool(reported_rows))
+    return table
+
+
+def _majority_policy(grouped: pl.DataFrame) -> str:
+    policies = [_policy(r) for r in grouped.to_dicts()]
+    return max(sorted(set(policies)), key=lambda p: (policies.count(p), p == "none/logit/final"))
+
+
+def sensitivity_table(frame: pl.DataFrame, param: str, experiment: str = "") -> Table:
+    """Metric per value of one hyperparameter (rows = values; columns T1/U/S/H/AUSUC mean ± std)."""
+    column = sensitivity_column(param)
+    if column not in frame.columns:
+        raise UserError(f"no run of experiment {experiment!r} has the parameter {column}; "
+                        f"run `zslbench sweep {param}` first")
+    runs = frame.filter(pl.col(column).is_not_null() & (pl.col("ablations") == "none"))
+    if runs.is_empty() or runs[column].n_unique() < 2:
+        raise UserError(f"the runs of experiment {experiment!r} do not vary {column} ({param}); "
+                        f"run `zslbench sweep {param}` first")
+    grouped = aggregate(runs)
+    if column not in grouped.columns:  # constant within every method: group by it explicitly
+        grouped = aggregate(runs, by=[*_identity(runs), column])
+    grouped = grouped.with_columns(pl.col(column).cast(pl.Float64, strict=False).alias("_value"))
+    others = [h for h in grouped["hyperparameters"].to_list() if h]
+    datasets = _datasets(grouped["dataset_label"].to_list())
+    metrics = list(TABLE_METRICS)
+
+    def label(row: dict[str, Any]) -> str:
+        rest = ", ".join(p for p in row["hyperparameters"].split(", ") if p and not p.startswith(column + "="))
+        name = method_label(row["model"], row["ablations"]) if grouped["model"].n_unique() > 1 else ""
+        extra = ", ".join(x for x in (name, rest) if x)
+        return _format_value(row[column]) + (f" ({extra})" if extra else "")
+
+    labels, notes = _row_labels(grouped, label)
+    order = sorted(range(grouped.height), key=lambda i: (_nan_last(grouped[i, "_value"]), labels[i]))
+    rows = _rows(grouped, labels, order, metrics)
+    pretty = SENSITIVITY_NAMES.get(column, column)
+    table = Table("sensitivity", _caption(f"Sensitivity to {pretty} ({column})", experiment), pretty,
+                  [(d, metrics) for d in datasets], [Block(rows)], label=f"tab:sensitivity-{param}")
+    if any(p for h in others for p in h.split(", ") if p and not p.startswith(column + "=")):
+        notes = notes + [f"Other hyperparameters vary between these runs too; they are named in the row labels."]
+    _finish(table, grouped, notes)
+    return table
+
+
+def sensitivity_column(param: str) -> str:
+    """The config param of a sensitivity name (``temperature`` → ``model.logit_scale``); dotted names pass."""
+    if param in SENSITIVITY_PARAMS:
+        return SENSITIVITY_PARAMS[param]
+    if "." in param:
+        return param
+    raise unknown_name("sensitivity parameter", param, SENSITIVITY_PARAMS)
+
+
+# --------------------------------------------------------------------------- building helpers
+def _identity(frame: pl.DataFrame) -> list[str]:
+    from zslbench.results.frames import IDENTITY_KEYS
+
+    return [k for k in IDENTITY_KEYS if k in frame.columns]
+
+
+def _caption(title: str, experiment: str) -> str:
+    return f"{title} (experiment {experiment})" if experiment else title
+
+
+def _datasets(names: Iterable[str]) -> list[str]:
+    unique = list(dict.fromkeys(names))
+
+    def key(name: str) -> tuple[int, str]:
+        base = name.split("@")[0]
+        return (DATASET_ORDER.index(base) if base in DATASET_ORDER else len(DATASET_ORDER), name)
+
+    return sorted(unique, key=key)
+
+
+def _method_key(row: dict[str, Any]) -> tuple:
+    model = row["model"]
+    model_rank = MODEL_ORDER.index(model) if model in MODEL_ORDER else -1  # unknown models first, SVIP last
+    return (model_rank, model, row["ablations"] != "none", row["ablations"], row.get("hyperparameters", ""))
+
+
+def _ablation_key(model: str, ablations: str) -> str:
+    if model == "vit" and ablations in ("baseline", "none"):
+        return "baseline"
+    if model != "svip":
+        return ""
+    if ablations == "none":
+        return "full"
+    return ablations if ablations in PAPER_ABLATIONS else ""
+
+
+def _policy(row: dict[str, Any]) -> str:
+    return f"{row['gamma_policy']}/{row['gamma_space']}/{row['selection']}"
+
+
+def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> tuple[list[str], list[str]]:
+    """Row labels (one per aggregated row; rows of one label merge across datasets) and footnotes.
+
+    Rows with the same base label on the same dataset that differ in hyperparameters get the
+    differing ones in parentheses; rows whose policy is not the table's most common one get it in
+    brackets, plus a footnote and a stderr warning. Any remaining clash gets the first run id.
+    """
+    records = grouped.to_dicts()
+    policies = [_policy(r) for r in records]
+    majority = _majority_policy(grouped)
+    bases = [base(r) for r in records]
+    labels = list(bases)
+    if disambiguate:
+        params = [_parse_hyperparameters(r.get("hyperparameters", "")) for r in records]
+        for i, record in enumerate(records):
+            peers = [j for j, other in enumerate(records)
+                     if bases[j] == bases[i] and other["dataset_label"] == record["dataset_label"]
+                     and policies[j] == policies[i]]
+            keys = sorted(k for k in params[i] if len({params[j].get(k) for j in peers}) > 1)
+            if keys:
+                labels[i] += " (" + ", ".join(f"{k.split('.')[-1]}={params[i][k]}" for k in keys) + ")"
+    for i, record in enumerate(records):
+        if policies[i] != majority:
+            labels[i] += f" [γ {record['gamma_policy']}, epoch {record['selection']}" + \
+                (f", {record['gamma_space']}" if record["gamma_space"] != majority.split("/")[1] else "") + "]"
+    seen: set[tuple[str, str]] = set()
+    for i, record in enumerate(records):
+        if (labels[i], record["dataset_label"]) in seen:
+            labels[i] += f" [run {record['run_ids'][0][:8]}]"
+        seen.add((labels[i], record["dataset_label"]))
+    gamma, space, selection = majority.split("/")
+    notes = [policy_sentence(gamma, space, selection)]
+    mixed = sorted(set(policies) - {majority})
+    if mixed:
+        warn(f"this table mixes γ/selection policies (most rows: {majority}; others: {', '.join(mixed)}); "
+             "rows with another policy are labelled in brackets and were never averaged with the others")
+        notes.append("Rows with a bracketed policy use another γ/epoch-selection policy than the other rows: "
+                     "never averaged with them and not ranked against them; compare with care.")
+    return labels, notes
+
+
+def _parse_hyperparameters(text: str) -> dict[str, str]:
+    pairs = [part.split("=", 1) for part in text.split(", ") if "=" in part]
+    return {key: value for key, value in pairs}
+
+
+def _rows(grouped: pl.DataFrame, labels: list[str], order: list[int], metrics: Sequence[str],
+          key_column: str = "") -> list[Row]:
+    """Merge aggregated rows of the same label across datasets into table rows."""
+    merged: dict[str, Row] = {}
+    for index in order:
+        record = grouped.row(index, named=True)
+        label = labels[index]
+        row = merged.setdefault(label, Row(label, {}, _policy(record), key=record.get(key_column, "") if key_column else ""))
+        row.run_ids.extend(record["run_ids"])
+        for metric in metrics:
+            mean = record.get(f"{metric}_mean")
+            if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+                continue
+            oracle = record["selection"] == "oracle" or (record["gamma_policy"] == "oracle" and metric in GAMMA_METRICS)
+            row.cells[(record["dataset_label"], metric)] = Cell(mean, record.get(f"{metric}_std"),
+                                                                int(record.get(f"{metric}_n") or 0), oracle)
+    return list(merged.values())
+
+
+def _nan_last(value: float | None) -> float:
+    return math.inf if value is None or math.isnan(value) else value
+
+
+def _format_value(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return str(int(number)) if number.is_integer() else f"{number:g}"
+
+
+def _finish(table: Table, grouped: pl.DataFrame, notes: list[str], reported: bool = False) -> None:
+    """Rank measured rows per column, add the footnotes († and reported caveats)."""
+    columns = table.columns()
+    majority = _majority_policy(grouped)
+    for block in table.blocks:
+        for row in block.rows:
+            row.ranked = row.ranked and (not block.ranked or row.policy == majority)
+        if block.ranked:
+            rank_block(block, columns)
+    table.notes = list(notes)
+    if any(cell.oracle for block in table.blocks for row in block.rows for cell in row.cells.values()):
+        table.notes.append(ORACLE_NOTE)
+    if any(cell.n > 1 for block in table.blocks for row in block.rows for cell in row.cells.values()):
+        seeds = sorted({c.n for b in table.blocks for r in b.rows for c in r.cells.values() if c.n})
+        table.notes.append(f"Mean ± sample std over seeds (n = {', '.join(map(str, seeds))}).")
+    table.notes.append("T1: ZSL per-class top-1 on unseen classes; U, S, H: GZSL per-class accuracies and their "
+                       "harmonic mean; AUSUC: area under the seen-unseen curve (calibration-free); in %.")
+    if reported:
+        table.notes.append(REPORTED_NOTE)
+
+
+def rank_block(block: Block, columns: Sequence[tuple[str, str]]) -> None:
+    """Mark the best (1) and second-best (2) mean per column among the block's ranked rows, comparing
+    one-decimal percentages (ties share a rank, as they would look equal in print)."""
+    for column in columns:
+        cells = [row.cells[column] for row in block.rows
+                 if row.ranked and column in row.cells and row.cells[column].mean is not None]
+        values = sorted({round(100 * c.mean, 1) for c in cells}, reverse=True)
+        if len(cells) < 2:
+            continue
+        for cell in cells:
+            shown = round(100 * cell.mean, 1)
+            cell.rank = 1 if shown == values[0] else (2 if len(values) > 1 and shown == values[1] else None)
+
+
+# --------------------------------------------------------------------------- reported numbers
+def reported_numbers() -> pl.DataFrame:
+    """The published numbers (%) with their source and caveat (PROTOCOL.md §5, SVIP.md §9)."""
+    text = resources.files("zslbench.results").joinpath("reported.csv").read_text(encoding="utf-8")
+    return pl.read_csv(io.StringIO(text), schema_overrides={m: pl.Float64 for m in TABLE_METRICS if m != "ausuc"})
+
+
+def _reported(table: str) -> list[dict[str, Any]]:
+    return reported_numbers().filter(pl.col("table") == table).to_dicts()
+
+
+def _reported_block_rows(records: list[dict[str, Any]], key: str, labels: dict[str, str] | None = None) -> list[Row]:
+    rows: dict[str, Row] = {}
+    for record in records:
+        label = (labels or {}).get(record[key], record[key])
+        row = rows.setdefault(label, Row(label, {}, "reported (test-selected)"))
+        for metric in TABLE_METRICS:
+            value = record.get(metric)
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                row.cells[(record["dataset"], metric)] = Cell(value / 100.0)
+    return list(rows.values())
+
+
+# --------------------------------------------------------------------------- rendering
+def render(table: Table, fmt: str) -> str:
+    """The table as ``latex``, ``markdown`` or ``csv`` text (ends with a newline)."""
+    if fmt == "latex":
+        return render_latex(table)
+    if fmt == "markdown":
+        return render_markdown(table)
+    if fmt == "csv":
+        return render_csv(table)
+    raise unknown_name("format", fmt, FORMATS)
+
+
+def percent(value: float) -> str:
+    """A fraction as a one-decimal percentage (``-0.0`` shown as ``0.0``).
+
+    >>> percent(0.7512), percent(-0.00001)
+    ('75.1', '0.0')
+    """
+    text = f"{100 * value:.1f}"
+    return "0.0" if text == "-0.0" else text
+
+
+def signed_percent(value: float) -> str:
+    """A difference of fractions in signed percentage points: ``+1.2``, ``-0.4``, ``0.0``."""
+    text = percent(value)
+    return text if text.startswith("-") or text == "0.0" else f"+{text}"
+
+
+def format_number(cell: Cell, fmt: str) -> str:
+    """One cell's text in ``latex`` or ``markdown`` (rank, ± std, †, Δ)."""
+    number = percent(cell.mean) if cell.mean is not None else "–"
+    if cell.mean is None:
+        return "--" if fmt == "latex" else "–"
+    show_std = cell.std is not None and cell.n > 1
+    if fmt == "latex":
+        text = {1: f"\\textbf{{{number}}}", 2: f"\\underline{{{number}}}"}.get(cell.rank or 0, number)
+        if cell.oracle:
+            text += "$^\\dagger$"
+        if show_std:
+            text += f"{{\\scriptsize$\\pm${percent(cell.std)}}}"
+        if cell.delta is not None:
+            text += f"{{\\scriptsize\\,({signed_percent(cell.delta).replace('-', '$-$')})}}"
+        return text
+    text = {1: f"**{number}**", 2: f"<u>{number}</u>"}.get(cell.rank or 0, number)
+    if cell.oracle:
+        text += "†"
+    if show_std:
+        text += f" ± {percent(cell.std)}"
+    if cell.delta is not None:
+        text += f" ({signed_percent(cell.delta)})"
+    return text
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_LATEX_UNICODE = {"γ": r"$\gamma$", "σ": r"$\sigma$", "λ": r"$\lambda$", "Δ": r"$\Delta$", "±": r"$\pm$",
+                  "†": r"$^\dagger$", "−": r"$-$", "–": "--", "—": "---", "→": r"$\to$", "≥": r"$\geq$",
+                  "≤": r"$\leq$", "×": r"$\times$", "…": r"\ldots{}", "·": r"$\cdot$", "é": r"\'e"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX specials and map the few non-ASCII symbols tables use to math (pdflatex-safe).
+
+    >>> latex_escape("w/o SSPS [γ oracle], 100% & model.keep_12")
+    'w/o SSPS [$\\\\gamma$ oracle], 100\\\\% \\\\& model.keep\\\\_12'
+    """
+    out = []
+    for char in text:
+        if char in _LATEX_SPECIAL:
+            out.append(_LATEX_SPECIAL[char])
+        elif char in _LATEX_UNICODE:
+            out.append(_LATEX_UNICODE[char])
+        elif ord(char) > 127:
+            out.append("?")  # pdflatex without extra packages cannot typeset it
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def render_latex(table: Table) -> str:
+    """A ``table`` float with a booktabs tabular and footnotes; needs only ``booktabs``."""
+    columns = table.columns()
+    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(table.caption)}}}"]
+    if table.label:
+        lines.append(f"\\label{{{table.label}}}")
+    lines += ["\\small", "\\setlength{\\tabcolsep}{4pt}",
+              "\\begin{tabular}{l" + "".join("|" * 0 + "c" * len(cols) for _, cols in table.groups) + "}",
+              "\\toprule"]
+    header, rules, start = [""], [], 2
+    for group, cols in table.groups:
+        header.append(f"\\multicolumn{{{len(cols)}}}{{c}}{{{latex_escape(group)}}}")
+        rules.append(f"\\cmidrule(lr){{{start}-{start + len(cols) - 1}}}")
+        start += len(cols)
+    lines.append(" & ".join(header) + " \\\\")
+    lines.append(" ".join(rules))
+    lines.append(" & ".join([latex_escape(table.stub)] + [METRIC_HEADERS.get(c, latex_escape(c)) for _, c in columns])
+                 + " \\\\")
+    lines.append("\\midrule")
+    for index, block in enumerate(table.blocks):
+        if index:
+            lines.append("\\midrule")
+        if block.title:
+            lines.append(f"\\multicolumn{{{len(columns) + 1}}}{{l}}{{\\textit{{{latex_escape(block.title)}}}}} \\\\")
+        for row in block.rows:
+            cells = [format_number(row.cells.get(c, Cell(None)), "latex") for c in columns]
+            lines.append(" & ".join([latex_escape(row.label)] + cells) + " \\\\")
+    lines.append("\\bottomrule")
+    lines.append("\\end{tabular}")
+    if table.notes:
+        lines.append("\\par\\smallskip")
+        lines.append("\\parbox{\\linewidth}{\\footnotesize")
+        lines.append(" \\\\\n".join(latex_escape(note) for note in table.notes))
+        lines.append("}")
+    lines.append("\\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def render_markdown(table: Table) -> str:
+    """A GitHub-flavoured Markdown table (headers "<dataset> <metric>"), footnotes below."""
+    columns = table.columns()
+    header = [table.stub] + [f"{group} {METRIC_HEADERS.get(c, c)}" for group, c in columns]
+    lines = [f"**{_markdown_escape(table.caption)}**", "", "| " + " | ".join(map(_markdown_escape, header)) + " |",
+             "|" + "---|" + "---:|" * len(columns)]
+    for block in table.blocks:
+        if block.title:
+            lines.append(f"| *{_markdown_escape(block.title)}* |" + " |" * len(columns))
+        for row in block.rows:
+            cells = [format_number(row.cells.get(c, Cell(None)), "markdown") for c in columns]
+            lines.append("| " + " | ".join([_markdown_escape(row.label)] + cells) + " |")
+    if table.notes:
+        lines.append("")
+        lines += [f"- {note}" for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ("block", "row", "dataset", "metric", "mean", "std", "n", "rank", "delta", "test_selected", "policy",
+               "run_ids")
+
+
+def render_csv(table: Table) -> str:
+    """Tidy CSV: one line per number (percentages with one decimal; empty = not available)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for block in table.blocks:
+        name = "reported" if not block.ranked else "measured"
+        for row in block.rows:
+            for group, metric in table.columns():
+                cell = row.cells.get((group, metric))
+                if cell is None or cell.mean is None:
+                    continue
+                writer.writerow([name, row.label, group, METRIC_HEADERS.get(metric, metric), percent(cell.mean),
+                                 percent(cell.std) if cell.std is not None and cell.n > 1 else "",
+                                 cell.n or "", cell.rank or "", signed_percent(cell.delta) if cell.delta is not None else "",
+                                 "true" if cell.oracle or not block.ranked else "false", row.policy,
+                                 " ".join(row.run_ids)])
+    return buffer.getvalue()
+
+
+__all__ = [
+    "ABLATION_ROWS", "FORMATS", "SENSITIVITY_PARAMS", "TABLE_KINDS", "Block", "Cell", "Row", "Table",
+    "ablation_table", "build_table", "experiment_table", "format_number", "latex_escape", "main_table", "percent", "rank_block",
+    "render", "render_csv", "render_latex", "render_markdown", "reported_numbers", "sensitivity_column",
+    "signed_percent",
+    "sensitivity_table",
+]
