@@ -238,7 +238,9 @@ def _mask_key_value(match: re.Match[str]) -> str:
 
 
 def _secret_env_values() -> list[str]:
-    values = [value for name, value in os.environ.items() if is_secret_name(name) and len(value) >= 6]
+    # PWD/OLDPWD are the shell's working directories, not passwords
+    values = [value for name, value in os.environ.items()
+              if name not in ("PWD", "OLDPWD") and is_secret_name(name) and len(value) >= 6]
     return sorted(set(values), key=len, reverse=True)  # longest first: no partial leftovers
 
 
