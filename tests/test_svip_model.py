@@ -25,9 +25,11 @@ def info() -> DatasetInfo:
     rng = np.random.default_rng(0)
     attributes = rng.random((10, ATTRIBUTES)).astype(np.float32)
     attributes /= np.linalg.norm(attributes, axis=1, keepdims=True) + 1e-5
+    words = rng.standard_normal((ATTRIBUTES, 50)).astype(np.float32)
     return DatasetInfo(name="tiny", class_attributes=attributes, seen_classes=np.arange(SEEN),
-                       unseen_classes=np.arange(SEEN, 10), word_vectors=rng.standard_normal((ATTRIBUTES, 50)).astype(np.float32),
-                       attribute_names=[f"a{i}" for i in range(ATTRIBUTES)], attribute_groups=[[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
+                       unseen_classes=np.arange(SEEN, 10), word_vectors=words,
+                       attribute_names=[f"a{i}" for i in range(ATTRIBUTES)],
+                       attribute_groups=[[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
 
 
 def make_batch(batch: int = 4, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -187,16 +189,24 @@ def test_add_adds_e_to_the_non_kept_superpatches(info):
 
 
 # --------------------------------------------------------------------------- gradients and parameters
-@pytest.mark.parametrize("fields", [{}, {"patch_selection": False}, {"contextualize": "drop"}, {"word_init": False},
-                                    {"contextualize": "replace", "pool": "max", "consistency": "jsd", "mse_weight": 1.0},
-                                    {"rollout": "paper", "score_grouping": "block", "patch_targets": "soft"}],
-                         ids=["default", "no_ssps", "drop", "free_vector", "replace_max_jsd_mse", "paper_block_soft"])
+VARIANTS = {
+    "default": {},
+    "no_ssps": {"patch_selection": False},
+    "drop": {"contextualize": "drop"},
+    "free_vector": {"word_init": False},
+    "replace_max_jsd_mse": {"contextualize": "replace", "pool": "max", "consistency": "jsd", "mse_weight": 1.0},
+    "paper_block_soft": {"rollout": "paper", "score_grouping": "block", "patch_targets": "soft"},
+}
+
+
+@pytest.mark.parametrize("fields", list(VARIANTS.values()), ids=list(VARIANTS))
 def test_gradients_reach_every_trainable_parameter(info, fields):
     model = make_svip(info, **fields)
     batch = make_batch()
     terms = model.losses(model(batch), batch)
     sum(terms.values()).backward()
-    missing = [name for name, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    missing = [name for name, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert missing == []
 
 
@@ -322,7 +332,8 @@ def test_weighted_terms_follow_the_config(info):
     from zslbench.svip.losses import attribute_group_l21, patch_bce
 
     torch.testing.assert_close(terms["patch_cls"], 4.0 * patch_bce(out["patch_logits"], out["patch_targets"]))
-    torch.testing.assert_close(terms["att_group"], 0.25 * attribute_group_l21(out["attributes"], model.group_membership))
+    group_term = attribute_group_l21(out["attributes"], model.group_membership)
+    torch.testing.assert_close(terms["att_group"], 0.25 * group_term)
     truth = model.seen_attributes[batch["seen_label"]]
     expected_mse = 2.0 * (((out["attributes"] - truth) ** 2).mean() + ((out["attributes_src"] - truth) ** 2).mean())
     torch.testing.assert_close(terms["mse"], expected_mse)

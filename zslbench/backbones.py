@@ -65,8 +65,9 @@ def build_vit(cfg: Any) -> "VisionTransformer":
         raise
     except (AssertionError, ValueError) as exc:
         shown = ", ".join(f"{k}={v}" for k, v in kwargs.items() if k in GEOMETRY_FIELDS)
-        raise ConfigError(f"timm cannot build {cfg.backbone!r} with {shown} ({exc or type(exc).__name__}); "
-                          "check model.embed_dim is divisible by model.num_heads and the image size by the patch size") from None
+        hint = "check model.embed_dim is divisible by model.num_heads and the image size by the patch size"
+        reason = exc or type(exc).__name__
+        raise ConfigError(f"timm cannot build {cfg.backbone!r} with {shown} ({reason}); {hint}") from None
     except (OSError, RuntimeError) as exc:
         if not hub:
             raise
@@ -89,7 +90,8 @@ def check_vit(model: "VisionTransformer", name: str = "backbone") -> None:
         raise ConfigError(f"{name} has a {grid_h}×{grid_w} patch grid; super-patches need a square, even grid "
                           "(e.g. model.img_size=64 with model.patch_size=8)")
     if model.cls_token is None or model.num_prefix_tokens != 1:
-        raise ConfigError(f"{name} must have exactly one CLS token and no register tokens; use e.g. vit_base_patch16_224")
+        raise ConfigError(f"{name} must have exactly one CLS token and no register tokens; "
+                          "use e.g. vit_base_patch16_224")
     if getattr(model, "dynamic_img_size", False):
         raise ConfigError(f"{name} uses a dynamic image size; use a fixed-size ViT such as vit_base_patch16_224")
     block_parts = ("norm1", "attn", "ls1", "drop_path1", "norm2", "mlp", "ls2", "drop_path2")

@@ -128,6 +128,7 @@ class SynthPreset:
     family_size: int = 4  # classes are drawn in families sharing most values (like bird genera)
     family_variation: int = 5  # groups re-drawn per family member
     min_distance: int = 3  # any two classes differ in at least this many groups
+    min_support: int = 3  # every attribute value occurs in at least this many seen classes (where possible)
     deviation: float = 0.08  # per instance and group: probability of a value other than the class's
     creature_width: tuple[float, float] = (0.5, 0.8)  # creature width as a fraction of the image
     clutter: tuple[int, int] = (3, 6)  # distractor shapes per image (inclusive range)
@@ -265,58 +266,72 @@ def _draw_classes(preset: SynthPreset, groups: Sequence[AttributeGroup], rng: np
     return np.stack(classes)
 
 
-def _covers(groups: Sequence[AttributeGroup], class_values: np.ndarray) -> bool:
-    """Whether every value of every group occurs in one of ``class_values`` [C, G]."""
-    return all(len(np.unique(class_values[:, g])) == len(group.values) for g, group in enumerate(groups))
+def _support_needed(groups: Sequence[AttributeGroup], num_members: int, min_support: int) -> np.ndarray:
+    """Per group: how many member classes each value needs (never more than the members allow)."""
+    return np.array([max(1, min(min_support, num_members // len(g.values))) for g in groups])
+
+
+def _covers(groups: Sequence[AttributeGroup], class_values: np.ndarray, min_support: int = 1) -> bool:
+    """Whether every value of every group occurs in (at least ``min_support`` of) ``class_values`` [C, G]."""
+    needed = _support_needed(groups, len(class_values), min_support)
+    return all(np.bincount(class_values[:, g], minlength=len(group.values)).min() >= needed[g]
+               for g, group in enumerate(groups))
 
 
 def _assign_roles(preset: SynthPreset, groups: Sequence[AttributeGroup], class_values: np.ndarray,
                   rng: np.random.Generator) -> list[str] | None:
-    """unseen / val / train per class, so that every attribute value occurs in a seen class.
+    """unseen / val / train per class, so that every attribute value occurs in seen classes.
 
-    Classes are moved out of the train role only while the remaining ones still cover every value;
-    when that cannot reach the wanted count (small presets), random classes are taken and the
-    remaining ones' combinations repaired. Seen coverage is required (``None`` if impossible);
-    train-class coverage (for the ``val`` protocol) is kept where the class count allows.
+    Seen classes must show every value at least ``min_support`` times (fewer when there are too
+    few seen classes): a value seen in a single class is inseparable from that class's other
+    values. Classes leave the train role only while that holds; when too few can (small presets),
+    random classes are taken and the remaining combinations repaired. Train-class coverage (for
+    the ``val`` protocol) is kept where the class count allows, best effort.
     """
     roles = np.array(["train"] * len(class_values), dtype=object)
-    for role, wanted, required in (("unseen", preset.num_unseen, True), ("val", preset.num_val, False)):
-        for c in rng.permutation(len(class_values)):
+    for role, wanted, support, required in (("unseen", preset.num_unseen, preset.min_support, True),
+                                            ("val", preset.num_val, 1, False)):
+        members = np.flatnonzero(roles == "train")
+        needed = _support_needed(groups, len(members) - wanted, support)
+        counts = [np.bincount(class_values[members, g], minlength=len(group.values)) for g, group in enumerate(groups)]
+        for c in rng.permutation(members):
             if (roles == role).sum() == wanted:
                 break
-            remaining = np.flatnonzero((roles == "train") & (np.arange(len(roles)) != c))
-            if roles[c] == "train" and _covers(groups, class_values[remaining]):
+            if all(counts[g][class_values[c, g]] > needed[g] for g in range(len(groups))):
                 roles[c] = role
+                for g in range(len(groups)):
+                    counts[g][class_values[c, g]] -= 1
         missing = wanted - int((roles == role).sum())
         if missing > 0:
             roles[rng.choice(np.flatnonzero(roles == "train"), size=missing, replace=False)] = role
-            members = np.flatnonzero(roles == "train") if not required else np.flatnonzero(roles != "unseen")
-            if not _repair_coverage(class_values, members, groups, preset.min_distance, rng) and required:
-                return None
+        keep = np.flatnonzero(roles == "train") if not required else np.flatnonzero(roles != "unseen")
+        if not _repair_support(class_values, keep, groups, support, preset.min_distance, rng) and required:
+            return None
     return list(roles)
 
 
-def _repair_coverage(class_values: np.ndarray, members: np.ndarray, groups: Sequence[AttributeGroup],
-                     min_distance: int, rng: np.random.Generator) -> bool:
-    """Give values missing among ``members`` to members whose value is duplicated (in place)."""
+def _repair_support(class_values: np.ndarray, members: np.ndarray, groups: Sequence[AttributeGroup],
+                    min_support: int, min_distance: int, rng: np.random.Generator) -> bool:
+    """Raise rare values among ``members`` to the needed support by changing members whose value is common.
+
+    Changes are made in place and only where every pair of classes stays ``min_distance`` apart.
+    """
+    needed = _support_needed(groups, len(members), min_support)
     for g, group in enumerate(groups):
         for value in range(len(group.values)):
-            present = class_values[members, g]
-            if (present == value).any():
-                continue
-            counts = np.bincount(present, minlength=len(group.values))
-            for m in rng.permutation(members):
-                if counts[class_values[m, g]] < 2:
-                    continue
-                candidate = class_values[m].copy()
-                candidate[g] = value
-                others = np.delete(class_values, m, axis=0)
-                if (others != candidate).sum(axis=1).min(initial=min_distance) >= min_distance:
-                    class_values[m] = candidate
-                    break
-            else:
-                return False
-    return _covers(groups, class_values[members])
+            while (counts := np.bincount(class_values[members, g], minlength=len(group.values)))[value] < needed[g]:
+                for m in rng.permutation(members):
+                    if counts[class_values[m, g]] <= needed[g]:
+                        continue  # its own value would become rare
+                    candidate = class_values[m].copy()
+                    candidate[g] = value
+                    others = np.delete(class_values, m, axis=0)
+                    if (others != candidate).sum(axis=1).min(initial=min_distance) >= min_distance:
+                        class_values[m] = candidate
+                        break
+                else:
+                    return False
+    return _covers(groups, class_values[members], min_support)
 
 
 def _draw_instances(values: np.ndarray, groups: Sequence[AttributeGroup], deviation: float,

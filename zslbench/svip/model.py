@@ -102,7 +102,8 @@ class SVIP(AttributeScoring, nn.Module):
             tokens = None
             kept = self._inference_kept(output, patches)
         features = self._contextualised_pass(patches, superpatches, kept, tokens)
-        pooled = None if not self.training and self.cfg.inference_pool == "all" else similarity_mask(features, self.keep)
+        pool_all = not self.training and self.cfg.inference_pool == "all"
+        pooled = None if pool_all else similarity_mask(features, self.keep)
         output.update(features=features, kept=kept,
                       attributes=pool_superpatches(self.p2a(features), pooled, self.cfg.pool))
         return output

@@ -60,8 +60,10 @@ def contextualize(superpatches: Tensor, kept: Tensor, vector: Tensor,
     ``superpatches`` [B, P, 4D], ``kept`` [B, P] bool, ``vector`` [4D].
 
     >>> v = torch.zeros(1, 2, 4); e = torch.ones(4); kept = torch.tensor([[True, False]])
-    >>> contextualize(v + 2, kept, e, "add")[0, :, 0].tolist(), contextualize(v + 2, kept, e, "replace")[0, :, 0].tolist()
-    ([2.0, 3.0], [2.0, 1.0])
+    >>> contextualize(v + 2, kept, e, "add")[0, :, 0].tolist()
+    [2.0, 3.0]
+    >>> contextualize(v + 2, kept, e, "replace")[0, :, 0].tolist()
+    [2.0, 1.0]
     """
     vector = vector.to(superpatches.dtype)
     if mode == "add":
