@@ -11,6 +11,15 @@ from zslbench.models import DatasetInfo
 from zslbench.svip.model import SVIP
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """One intra-op thread: steadier on a shared CPU (tiny models gain nothing from more)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
 def test_svip_vit_b16_trains_one_step_and_infers():
     rng = np.random.default_rng(0)

@@ -13,6 +13,15 @@ from zslbench.svip.superpatch import group, num_superpatches, pool_superpatches,
 from zslbench.svip.w2p import FreeContextVector, WordToPatch, contextualize
 
 
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny models run fastest on one thread (intra-op threads only add synchronisation on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # --------------------------------------------------------------------------- super-patches
 @pytest.mark.parametrize("grid", [2, 4, 6, 14])
 def test_ungroup_is_the_exact_inverse_of_group(grid):
