@@ -60,11 +60,14 @@ def closed_port() -> int:
 
 
 # --------------------------------------------------------------------------- URIs and masking
-def test_resolve_tracking_uri_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_tracking_uri("") == "sqlite:///mlflow.db"
+def test_resolve_tracking_uri_order(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    # relative sqlite paths are pinned to the working directory at resolution time
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri("") == f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://team:5000")
     assert resolve_tracking_uri("") == "http://team:5000"
-    assert resolve_tracking_uri("sqlite:///x.db") == "sqlite:///x.db"
+    assert resolve_tracking_uri("sqlite:///x.db") == f"sqlite:///{tmp_path / 'x.db'}"
+    assert resolve_tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
 
 
 @pytest.mark.parametrize(

@@ -77,7 +77,25 @@ def resolve_tracking_uri(cfg_uri: str = "") -> str:
     >>> resolve_tracking_uri("http://mlflow.lab:5000")
     'http://mlflow.lab:5000'
     """
-    return (cfg_uri or "").strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip() or DEFAULT_TRACKING_URI
+    uri = (cfg_uri or "").strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip() or DEFAULT_TRACKING_URI
+    return absolute_sqlite_uri(uri)
+
+
+def absolute_sqlite_uri(uri: str) -> str:
+    """``sqlite:///relative.db`` → an absolute path, resolved against the working directory now.
+
+    MLflow caches stores by URI string, so a relative one would keep pointing at the folder where
+    it was first used; resolving it once makes every later use (children, workers) the same file.
+
+    >>> absolute_sqlite_uri("sqlite:////data/mlflow.db")
+    'sqlite:////data/mlflow.db'
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix):].startswith("/") or uri == prefix + ":memory:":
+        return uri
+    relative, query = uri[len(prefix):].partition("?")[::2]
+    absolute = prefix + str(Path(relative).resolve())
+    return absolute + (f"?{query}" if query else "")
 
 
 def check_reachable(uri: str, timeout: float = 3.0) -> None:
