@@ -110,14 +110,16 @@ def models_cmd() -> None:
 
 @app.command("ablations")
 def ablations_cmd() -> None:
-    """List the registered ablations ([paper] = a row of the paper's ablation table)."""
+    """List the registered ablations ("paper" marks a row of the paper's ablation table)."""
     from rich.table import Table
 
     from zslbench.ablations import describe
 
     table = Table("ablation", "models", "what it changes")
+    from rich.markup import escape
+
     for name, models, text in describe():
-        table.add_row(name, models, text)
+        table.add_row(name, escape(models), escape(text))
     _console().print(table)
 
 
