@@ -6,16 +6,22 @@ Two measurements, each printed as JSON:
           CUB preset's model (d 300, d_ff 512, 312 attributes, 200 classes) reading a CUB-sized cache
           — 11,788 images × 196 regions × 2048 channels, float16, ≈ 9 GiB of random values written to
           a temporary folder and deleted afterwards — for ``--steps`` steps of batch 50. Training runs
-          in a fresh child process so its peak is not the generator's. ``--reader memmap`` reads
-          batches by fancy-indexing ``np.memmap`` instead of positional reads, for comparison.
+          in a fresh child process so its peak is not the generator's. ``--readers pread memmap`` also
+          reads batches by fancy-indexing ``np.memmap`` instead of positional reads, for comparison.
 
 ``epoch`` One training epoch over cached features vs one epoch that extracts the features on the fly
           (decode → transform → frozen backbone → model), on the 64 px synthetic benchmark with the
           synth preset's extractor (random-init resnet18, output stride 16: 4×4 regions of 512).
 
+Measured once (2 shared CPU cores, 1 torch thread): ``rss`` — positional reads 2.34 GiB peak after 20
+steps and 2.38 GiB after 300 (0.76 GiB before training; the rest is the CUB-sized model's own
+activations, 2.28 GiB with no cache at all); ``np.memmap`` fancy-indexing 6.17 GiB after 100 steps
+and growing with the rows touched. ``epoch`` — 5.2 s cached vs 22.8 s on the fly (×4.4) for 55
+steps of batch 32; building the cache of all 2,534 images took 29 s.
+
 Usage::
 
-    python docs/baselines_measure.py rss --dir /tmp/zsl-measure --steps 300
+    python docs/baselines_measure.py rss --dir /tmp/zsl-measure --steps 300 [--readers pread memmap] [--keep]
     python docs/baselines_measure.py epoch --dir /tmp/zsl-measure --rebuild
 """
 
@@ -47,6 +53,9 @@ def generate_cache(folder: Path, rows_per_chunk: int = 128) -> dict:
 
     shape = (CUB["images"], CUB["regions"], CUB["channels"])
     needed = int(np.prod(shape)) * 2
+    existing = folder / FEATURES_FILE
+    if (folder / META_FILE).is_file() and existing.is_file() and existing.stat().st_size >= needed:
+        return {"cache_gib": existing.stat().st_size / 2**30, "generate_seconds": 0.0}  # kept by --keep
     free = shutil.disk_usage(folder.parent if folder.parent.exists() else Path("/")).free
     if free < 1.2 * needed:
         raise SystemExit(f"need {needed / 2**30:.1f} GiB free for the cache, only {free / 2**30:.1f} GiB")
@@ -121,12 +130,14 @@ def measure_rss(args) -> dict:
     folder = Path(args.dir) / "cub_sized_cache"
     try:
         generated = generate_cache(folder)
+        print(json.dumps(generated), flush=True)
         results = []
         for reader in args.readers:
             child = subprocess.run([sys.executable, __file__, "_train", "--dir", str(folder), "--steps",
                                     str(args.steps), "--reader", reader, "--threads", str(args.threads)],
                                    capture_output=True, text=True, check=True)
             results.append(json.loads(child.stdout.strip().splitlines()[-1]))
+            print(json.dumps(results[-1]), flush=True)  # each run as soon as it is done
         return {**generated, "runs": results}
     finally:
         if not args.keep:

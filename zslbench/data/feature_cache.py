@@ -358,11 +358,13 @@ class _progress_bar:
 
     def __enter__(self) -> Callable[[], None]:
         if self.enabled:
+            from rich.console import Console
             from rich.errors import LiveError
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+            # on stderr: stdout may carry `--json -` output
             progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), transient=True)
+                                TimeRemainingColumn(), transient=True, console=Console(stderr=True))
             try:
                 progress.start()
                 self.progress = progress
