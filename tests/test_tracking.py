@@ -356,3 +356,28 @@ def test_disabled_tracking_gives_a_null_tracker(tmp_path: Path) -> None:
         run.flush()
     run.finish("FAILED")
     assert not list(tmp_path.iterdir())
+
+
+def test_two_processes_opening_a_new_sqlite_store_at_once_both_record_runs(tmp_path: Path) -> None:
+    """MLflow creates the sqlite schema on first use; racing processes must not break each other."""
+    code = (
+        "import sys\n"
+        "from zslbench.config import TrackConfig\n"
+        "from zslbench.tracking import Tracker\n"
+        "cfg = TrackConfig(uri=sys.argv[1], experiment='race')\n"
+        "t = Tracker.open(cfg, run_name=sys.argv[2])\n"
+        "t.log_metrics({'x': 1.0}, step=0)\n"
+        "t.finish('FINISHED')\n"
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri, f"r{i}"], env=env, stderr=subprocess.PIPE, text=True)
+             for i in range(3)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2"]
+    assert {r.info.status for r in runs} == {"FINISHED"}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import functools
 import getpass
 import importlib.metadata
@@ -391,6 +392,25 @@ def _store_error(uri: str, exc: Exception) -> UserError:
                      "check --tracking-uri (or $MLFLOW_TRACKING_URI), or use --set track.enabled=false")
 
 
+@contextlib.contextmanager
+def store_lock(uri: str):
+    """An exclusive file lock beside a sqlite store while it is opened: MLflow creates or migrates the
+    schema on first use, and two processes doing that at once fail ("duplicate column")."""
+    path = _sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    lock_path = path.parent / f".{path.name}.lock"
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Tracker:
     """One MLflow run, written through a private ``MlflowClient``; a context manager.
 
@@ -455,19 +475,21 @@ class Tracker:
         _, tag_limit, _, _ = _mlflow_limits()
         start_tags = {k: _tag_value(v, tag_limit) for k, v in (tags or {}).items()}
         try:
-            client = MlflowClient(tracking_uri=uri)
-            if parent_run_id:
-                _require_run(client, parent_run_id, "parent", uri)
-                start_tags[PARENT_TAG] = parent_run_id
-            if resume_run_id:
-                run = _require_run(client, resume_run_id, "resumed", uri)
-                client.update_run(run.info.run_id, status="RUNNING")
-            else:
-                experiment_id = _experiment_id(client, cfg_track.experiment,
-                                               artifact_location or _default_artifact_location(uri, cfg_track.experiment))
-                start_tags.setdefault("mlflow.user", _current_user())
-                start_tags.setdefault("mlflow.source.name", _tag_value(Path(sys.argv[0]).name or "python", tag_limit))
-                run = client.create_run(experiment_id, tags=start_tags, run_name=run_name)
+            with store_lock(uri):  # first use creates the schema and the experiment: one process at a time
+                client = MlflowClient(tracking_uri=uri)
+                client.search_experiments(max_results=1)  # forces the store (and its schema) into existence
+                if parent_run_id:
+                    _require_run(client, parent_run_id, "parent", uri)
+                    start_tags[PARENT_TAG] = parent_run_id
+                if resume_run_id:
+                    run = _require_run(client, resume_run_id, "resumed", uri)
+                    client.update_run(run.info.run_id, status="RUNNING")
+                else:
+                    experiment_id = _experiment_id(client, cfg_track.experiment,
+                                                   artifact_location or _default_artifact_location(uri, cfg_track.experiment))
+                    start_tags.setdefault("mlflow.user", _current_user())
+                    start_tags.setdefault("mlflow.source.name", _tag_value(Path(sys.argv[0]).name or "python", tag_limit))
+                    run = client.create_run(experiment_id, tags=start_tags, run_name=run_name)
         except UserError:
             raise
         except (MlflowException, OSError) as exc:
