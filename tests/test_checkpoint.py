@@ -1,0 +1,51 @@
+"""Checkpoints and result files are replaced atomically: a failed write never damages the old file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zslbench.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from zslbench.errors import UserError
+
+
+class Marker:
+    """An arbitrary class: weights-only loading must refuse to rebuild it."""
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("cannot serialise")
+
+
+def test_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temp_file(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)})
+    with pytest.raises(RuntimeError, match="cannot serialise"):
+        save_checkpoint(path, {"epoch": 2, "bad": Unpicklable()})
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_truncated_checkpoint_is_a_clear_user_error(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.ones(1000)})
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UserError, match="cannot be read .* damaged"):
+        load_checkpoint(path)
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoints_refuse_arbitrary_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"obj": Marker()}, path)
+    with pytest.raises(UserError, match="cannot be read"):
+        load_checkpoint(path)
+
+
+def test_atomic_text_replaces_whole_file(tmp_path):
+    path = tmp_path / "final.json"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
