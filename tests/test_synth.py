@@ -17,7 +17,7 @@ from zslbench.data import synth
 from zslbench.data.synth import (COLOURS, PARTS, PRESETS, attribute_groups, attribute_phrases, ensure_synth,
                                  generate_synth, get_preset, instance_rng, plan_dataset, render_instance,
                                  synth_dir_name)
-from zslbench.errors import UserError
+from zslbench.errors import DataError, UserError
 
 TINY = "tiny"
 #: A smaller variant of tiny for the tests that generate several times (reuse, atomicity).
@@ -54,7 +54,8 @@ def _locs(att_splits: dict) -> dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------- layout
 def test_directory_names_and_layout(tiny: Path):
-    assert tiny.name == "synth-tiny" and synth_dir_name("default") == "synth" and synth_dir_name("paper") == "synth-paper"
+    assert tiny.name == "synth-tiny"
+    assert (synth_dir_name("default"), synth_dir_name("paper")) == ("synth", "synth-paper")
     for name in ("att_splits.mat", "res101.mat", "attributes.txt", "attribute_groups.json", "synth_meta.json"):
         assert (tiny / name).is_file(), name
     assert not [p for p in tiny.parent.iterdir() if p.name.startswith(".")], "temporary directories left behind"
@@ -225,7 +226,8 @@ def test_mat_header_has_no_timestamp(tiny: Path):
 
 def test_no_clutter_variant_has_no_distractors():
     clean = PRESETS["default"].without_clutter()
-    assert clean.name == "default-noclutter" and not clean.has_clutter and synth_dir_name(clean) == "synth-default-noclutter"
+    assert clean.name == "default-noclutter" and not clean.has_clutter
+    assert synth_dir_name(clean) == "synth-default-noclutter"
     image, mask = render_instance(plan_dataset(clean, 0).instance_values[0], clean, instance_rng(0, 0))
     saturation = image.max(axis=2).astype(int) - image.min(axis=2)
     assert (saturation[mask == 0] <= 25).all()  # only the grey background outside the creature
@@ -286,6 +288,13 @@ def test_failed_regeneration_keeps_the_previous_dataset(tmp_path, monkeypatch):
         generate_synth(tmp_path, MICRO, seed=0, workers=1, force=True)
     assert tree_digest(directory) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["synth-micro"]
+
+
+def test_unwritable_data_root_is_a_one_line_data_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(DataError, match="cannot create the data root .*pass a writable directory with --out"):
+        generate_synth(blocker / "root", MICRO, seed=0)
 
 
 def test_unknown_preset_lists_the_valid_ones():

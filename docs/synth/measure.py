@@ -4,6 +4,7 @@ Run from the repository root (CPU; about 10 minutes on 2 cores)::
 
     .venv/bin/python docs/synth/measure.py            # writes docs/synth/results.json and overlay PNGs
     .venv/bin/python docs/synth/measure.py --skip-vit # the quick parts only
+    .venv/bin/python docs/synth/measure.py --grid 1,2,3x1,2 --results grid.json  # (b) over more seeds
 
 What it does (numbers in docs/synth/README.md):
 
@@ -214,6 +215,21 @@ def mask_statistics(directory: Path, split) -> dict:
             "part_pixel_fraction_mean": {part: round(float(part_fraction[k + 1]), 3) for k, part in enumerate(PARTS)}}
 
 
+def clutter_grid(work: Path, data_seeds: list[int], train_seeds: list[int], epochs: int) -> list[dict]:
+    """(b) repeated: the tiny ViT with and without clutter over several dataset and training seeds."""
+    rows = []
+    for data_seed in data_seeds:
+        for preset in (PRESETS["default"], PRESETS["default"].without_clutter()):
+            data = load_arrays(generate_synth(work, preset, data_seed).directory)
+            for train_seed in train_seeds:
+                result = train_attribute_model(tiny_vit(data["split"].num_attributes, 64), data, epochs, lr=5e-4,
+                                               seed=train_seed)
+                rows.append({"data_seed": data_seed, "clutter": preset.has_clutter, "train_seed": train_seed,
+                             "t1": round(result["t1"], 4), "train_seconds": result["train_seconds"]})
+                print("grid", rows[-1], flush=True)
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -225,6 +241,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--results", type=Path, default=HERE / "results.json", help="where to write the numbers")
     parser.add_argument("--no-overlays", action="store_true", help="do not (re)write the overlay PNGs")
+    parser.add_argument("--grid", default="", help="only (b) over dataset seeds × training seeds, e.g. 1,2,3x1,2")
     args = parser.parse_args()
 
     import torch
@@ -233,6 +250,11 @@ def main() -> None:
     started = time.perf_counter()
     work = args.work or Path(tempfile.mkdtemp(prefix="synth-measure-"))
     results: dict = {"seed": args.seed, "threads": args.threads}
+    if args.grid:
+        data_seeds, train_seeds = (list(map(int, part.split(","))) for part in args.grid.split("x"))
+        results["clutter_grid"] = clutter_grid(work, data_seeds, train_seeds, args.vit_epochs)
+        args.results.write_text(json.dumps(results, indent=1) + "\n")
+        return
 
     timings = {}
     for name, preset in (("default", PRESETS["default"]), ("default-noclutter", PRESETS["default"].without_clutter()),
@@ -247,8 +269,6 @@ def main() -> None:
     results["chance_t1"] = 1.0 / len(split.unseen_classes)
     results["ridge"] = ridge_t1(data)
     print("ridge", results["ridge"], flush=True)
-
-    from torch import nn  # noqa: F401  (import cost outside the timed part)
 
     results["cnn"] = train_attribute_model(tiny_cnn(split.num_attributes), data, args.cnn_epochs, lr=1e-3,
                                            seed=args.seed)

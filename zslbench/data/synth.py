@@ -358,7 +358,9 @@ def _split_images(labels: np.ndarray, roles: Sequence[str], test_seen_fraction: 
         shuffled = rng.permutation(images)
         test_seen.append(shuffled[:held])
         trainval.append(shuffled[held:])
-    join = lambda parts: np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)  # noqa: E731
+    def join(parts: list[np.ndarray]) -> np.ndarray:
+        return np.sort(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
+
     return {"trainval": join(trainval), "train": join(train), "val": join(val),
             "test_seen": join(test_seen), "test_unseen": join(test_unseen)}
 
@@ -394,7 +396,8 @@ _CREATURE_UNITS = 3.6  # typical creature width in body half-widths
 _DRAW_ORDER = ("tail", "body", "wing", "head")  # later parts cover earlier ones
 
 
-def render_instance(values: Sequence[int], preset: SynthPreset, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render_instance(values: Sequence[int], preset: SynthPreset,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Draw one image: (RGB uint8 [S, S, 3], part mask uint8 [S, S]).
 
     ``values`` are the instance's value indices, one per attribute group (see :func:`attribute_groups`).
@@ -645,7 +648,11 @@ def generate_synth(data_root: str | Path, preset: str | SynthPreset = DEFAULT_PR
     meta = read_meta(final)
     if not force and meta is not None and meta_matches(meta, preset, seed) and is_complete(final, meta):
         return SynthResult(final, dict(meta["counts"]), False, time.perf_counter() - start)
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the data root {str(root)!r} ({exc.strerror or exc}); "
+                        "pass a writable directory with --out (or set $ZSLBENCH_DATA)") from None
     plan = plan_dataset(preset, seed)
     if console is not None:
         console.print(f"generating the synthetic benchmark (preset {preset.name}, seed {seed}, "
@@ -660,6 +667,10 @@ def generate_synth(data_root: str | Path, preset: str | SynthPreset = DEFAULT_PR
             shutil.rmtree(temporary)  # another process finished the same dataset meanwhile: keep its files
         else:
             _move_into_place(temporary, final)
+    except OSError as exc:  # disk full, permissions, ...: the user can fix these
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise DataError(f"writing the synthetic benchmark under {str(root)!r} failed ({exc.strerror or exc}); "
+                        "free disk space or pass a writable directory with --out") from None
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
