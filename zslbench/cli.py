@@ -73,6 +73,8 @@ def run(
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the final metrics as JSON to this file ('-' = stdout)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Re-run a saved resolved.yaml (then --set applies on top)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and its resolution order; train nothing."),
+    nproc: int = typer.Option(0, "--nproc", help="Train with DistributedDataParallel over N processes (torchrun; "
+                                                  "gloo on CPU, one GPU each on CUDA). train.batch_size stays the global batch."),
 ) -> None:
     """Train and evaluate a model; print T1, U, S, H, AUSUC, γ and the MLflow run id.
 
@@ -87,11 +89,18 @@ def run(
       zslbench run --dataset CUB --data-root ~/zsl --device cuda
 
       zslbench run --resume last
+
+      zslbench run --nproc 2 --preset tiny          # DDP over 2 processes
     """
-    from zslbench.engine.commands import build_run_config, execute_run
+    from zslbench.engine.commands import build_run_config, execute_run, launch_distributed
 
     cfg = build_run_config(model, dataset, data_root, ablate, seed, preset, set_, epochs, device, experiment,
                            tracking_uri, config_file)
+    if nproc and not dry_run:
+        code = launch_distributed(cfg, nproc, seed, resume, json_file)
+        if code:
+            raise typer.Exit(code)
+        return
     execute_run(cfg, seed, resume, json_file, dry_run, _console())
 
 

@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from zslbench.engine.distributed import Dist, rank_slice
 from zslbench.errors import DataError
 
 CACHE_VERSION = 1
@@ -443,6 +444,7 @@ class FeatureBatches:
         self.batch_size, self.shuffle, self.drop_last, self.balanced = batch_size, shuffle, drop_last, balanced
         self.pin_memory = pin_memory
         self.generator = torch.Generator()
+        self.shard = Dist()  # set by the trainer: this rank's slice of every global batch
         if balanced:
             classes = np.unique(self.labels)
             self._members = [np.flatnonzero(self.labels == c) for c in classes]
@@ -482,7 +484,8 @@ class FeatureBatches:
                 "index": torch.from_numpy(self.indices[positions])}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        positions = self._positions()  # drawn on this thread, so the generator's sequence is fixed
+        # drawn on this thread, so the generator's sequence is fixed; every rank draws the global batches
+        positions = (p[rank_slice(len(p), self.shard)] for p in self._positions())
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
             try:

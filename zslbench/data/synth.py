@@ -48,6 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from zslbench.engine.faults import fault_point
 from zslbench.errors import DataError, unknown_name
 
 #: Bump when the output for a given (preset, seed) changes; existing directories are then regenerated.
@@ -616,11 +617,12 @@ def _render_all(plan: SynthPlan, directory: Path, workers: int) -> None:
     if workers <= 1:
         for job in jobs:
             _render_chunk(job)
+            fault_point("synth_image")
         return
     pool = ProcessPoolExecutor(max_workers=workers)
     try:
         for _done in pool.map(_render_chunk, jobs):
-            pass
+            fault_point("synth_image")
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)  # stop queued chunks before the caller cleans up
         raise
@@ -653,6 +655,7 @@ def generate_synth(data_root: str | Path, preset: str | SynthPreset = DEFAULT_PR
     except OSError as exc:
         raise DataError(f"cannot create the data root {str(root)!r} ({exc.strerror or exc}); "
                         "pass a writable directory with --out (or set $ZSLBENCH_DATA)") from None
+    _remove_abandoned(root, final.name)
     plan = plan_dataset(preset, seed)
     if console is not None:
         console.print(f"generating the synthetic benchmark (preset {preset.name}, seed {seed}, "
@@ -675,6 +678,24 @@ def generate_synth(data_root: str | Path, preset: str | SynthPreset = DEFAULT_PR
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return SynthResult(final, plan.counts, True, time.perf_counter() - start)
+
+
+def _remove_abandoned(root: Path, name: str) -> None:
+    """Delete temporary folders of generations whose process died (killed mid-way)."""
+    for leftover in root.glob(f".{name}.tmp-*-*"):
+        pid = leftover.name[len(f".{name}.tmp-"):].split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def _move_into_place(temporary: Path, final: Path) -> None:

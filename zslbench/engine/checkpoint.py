@@ -10,6 +10,7 @@ from typing import Any, BinaryIO, Callable
 
 import torch
 
+from zslbench.engine.faults import fault_point
 from zslbench.errors import UserError
 
 
@@ -23,6 +24,7 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        fault_point("atomic_write")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -56,9 +56,16 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
         return
     if json_file is not None and str(json_file) != "-" and not json_file.parent.exists():
         raise UserError(f"--json {json_file}: folder {json_file.parent} does not exist; create it or pick another path")
+    from zslbench.engine import distributed
     from zslbench.engine.runner import json_summary, print_results, run_seeds
 
-    results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume)
+    try:
+        results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume)
+        main_rank = distributed.current().main
+    finally:
+        distributed.shutdown()
+    if not main_rank:  # rank 0 reports for the whole job
+        return
     print_results(results, console)
     summary = json_summary(results)
     if json_file is not None:
@@ -72,3 +79,30 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
     ids = ", ".join(r.run_id for r in results)
     if cfg.track.enabled:
         console.print(f"MLflow run id: [bold]{ids}[/bold]  (`mlflow ui` in this folder shows it)")
+
+
+def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Optional[str],
+                       json_file: Optional[Path]) -> int:
+    """``zslbench run --nproc N``: the same run under ``torchrun`` with N processes; returns its exit code.
+
+    The parent resolves and checks the config (so bad options fail here, once), saves it and starts
+    ``torch.distributed.run --standalone`` with ``-m zslbench run --config <saved>``.
+    """
+    import subprocess
+    import tempfile
+
+    if nproc < 1:
+        raise UserError(f"--nproc {nproc}: give a number of processes >= 1")
+    if json_file is not None and str(json_file) != "-" and not json_file.parent.exists():
+        raise UserError(f"--json {json_file}: folder {json_file.parent} does not exist; create it or pick another path")
+    with tempfile.TemporaryDirectory(prefix="zslbench-launch-") as tmp:
+        saved = Path(tmp) / "resolved.yaml"
+        saved.write_text(cfg.to_yaml())
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                   "-m", "zslbench", "run", "--config", str(saved)]
+        command += [arg for s in seeds for arg in ("--seed", str(s))]
+        if resume is not None:
+            command += ["--resume", resume]
+        if json_file is not None:
+            command += ["--json", str(json_file)]
+        return subprocess.call(command)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from zslbench.config import Config, default_data_root
+from zslbench.engine.distributed import Dist, rank_slice
 from zslbench.models import DatasetInfo
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -116,6 +117,7 @@ class MemoryBatches:
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
         self.generator: torch.Generator | None = None
+        self.shard = Dist()  # set by the trainer: this rank's slice of every global batch
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -126,10 +128,13 @@ class MemoryBatches:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
             take = order[b * self.batch_size:(b + 1) * self.batch_size]
+            # every rank draws the global batch's flips, so the random stream matches a single process
+            flip = torch.rand(len(take), generator=self.generator) < 0.5 if self.train and self.flip else None
+            mine = rank_slice(len(take), self.shard)
+            take = take[mine]
             images = self.images[take].float()
-            if self.train and self.flip:
-                flip = torch.rand(len(take), generator=self.generator) < 0.5
-                images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+            if flip is not None:
+                images = torch.where(flip[mine].view(-1, 1, 1, 1), images.flip(-1), images)
             yield {
                 "image": (images - self.mean) / self.std,
                 "label": self.labels[take],
@@ -147,9 +152,17 @@ class LoaderBatches:
 
         self.generator = torch.Generator()
         self.seen_lookup = seen_lookup
-        self.loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                                 num_workers=num_workers, pin_memory=pin_memory, generator=self.generator,
-                                 persistent_workers=num_workers > 0)
+        self.batch_sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, drop_last, self.generator)
+        self.loader = DataLoader(dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,
+                                 pin_memory=pin_memory, persistent_workers=num_workers > 0)
+
+    @property
+    def shard(self) -> Dist:
+        return self.batch_sampler.shard
+
+    @shard.setter
+    def shard(self, value: Dist) -> None:
+        self.batch_sampler.shard = value
 
     def __len__(self) -> int:
         return len(self.loader)
@@ -158,6 +171,23 @@ class LoaderBatches:
         for batch in self.loader:
             batch["seen_label"] = self.seen_lookup[batch["label"]]
             yield batch
+
+
+class ShardedBatchSampler:
+    """Global batches of a (seeded) permutation; each rank takes its contiguous slice of each."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, generator: torch.Generator):
+        self.n, self.batch_size, self.shuffle, self.drop_last, self.generator = n, batch_size, shuffle, drop_last, generator
+        self.shard = Dist()
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        for b in range(len(self)):
+            take = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield take[rank_slice(len(take), self.shard)].tolist()
 
 
 def seen_lookup(info: DatasetInfo) -> np.ndarray:

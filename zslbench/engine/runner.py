@@ -13,6 +13,7 @@ import numpy as np
 
 from zslbench.config import Config
 from zslbench.engine.checkpoint import atomic_write_text
+from zslbench.engine.faults import fault_point
 from zslbench.errors import RunStopped, TrainingDiverged, UserError
 
 RESOLVED = "resolved.yaml"
@@ -31,13 +32,19 @@ class RunResult:
 
 def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = None,
               parent_run_id: str | None = None, quiet: bool = False) -> list[RunResult]:
-    """Run ``cfg`` once per seed (sequentially); ``resume`` continues one interrupted run."""
+    """Run ``cfg`` once per seed (sequentially); ``resume`` continues one interrupted run.
+
+    Under ``torchrun`` every rank calls this; rank 0 alone tracks, checkpoints and prints.
+    """
+    from zslbench.engine import distributed
+    from zslbench.engine.device import pick_device
     from zslbench.tracking import check_reachable, resolve_tracking_uri
 
-    if cfg.track.enabled:  # fail before any data generation or training
+    dist = distributed.init_from_env(pick_device(cfg.train.device).type)
+    if cfg.track.enabled and dist.main:  # fail before any data generation or training
         check_reachable(resolve_tracking_uri(cfg.track.uri))
     if resume is not None:
-        out_dir = find_resumable(Path(cfg.track.output_dir), resume)
+        out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
         cfg = Config.from_yaml(out_dir / RESOLVED)
         return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet)]
     results = []
@@ -58,29 +65,38 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     """
     import torch
 
+    from zslbench.engine import distributed
     from zslbench.engine.data import load_run_data
     from zslbench.engine.device import pick_device
     from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
     from zslbench.models import build_model
+    from zslbench.tracking import NullTracker
 
+    dist = distributed.current()
+    quiet = quiet or not dist.main
     device = pick_device(cfg.train.device)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    data = data or load_run_data(cfg, console)
+    data = data or distributed.on_main_first(lambda: load_run_data(cfg, console))  # synth generated once
     state = resume_state(out_dir) if out_dir is not None else None
     if out_dir is not None and (out_dir / FINAL).exists():
         raise UserError(f"run {out_dir.name} already finished; its results are in {out_dir / FINAL}")
-    tracker = _open_tracker(cfg, data, device, parent_run_id, resume_run_id=(state or {}).get("run_id"))
+    tracker = _open_tracker(cfg, data, device, parent_run_id, resume_run_id=(state or {}).get("run_id")) \
+        if dist.main else NullTracker()
+    fault_point("tracker_open")
     if tags:
         tracker.set_tags(tags)
-    run_id = tracker.run_id or (state or {}).get("run_id") or _local_run_id()
+    run_id = distributed.broadcast(tracker.run_id or (state or {}).get("run_id") or _local_run_id())
     out_dir = out_dir or Path(cfg.track.output_dir) / run_id
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not (out_dir / RESOLVED).exists():
-        atomic_write_text(out_dir / RESOLVED, cfg.to_yaml())
-    tracker.log_artifact(str(out_dir / RESOLVED))
+    if dist.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not (out_dir / RESOLVED).exists():
+            atomic_write_text(out_dir / RESOLVED, cfg.to_yaml())
+        tracker.log_artifact(str(out_dir / RESOLVED))
 
     seed_everything(cfg.train.seed)
     model = build_model(cfg, data.info).to(device)
@@ -88,6 +104,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     sets = EvalSets(split.split("test_seen"), split.split("test_unseen"))
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        fault_point("metrics_log")
         tracker.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()}, step=epoch)
         tracker.flush()
         if epoch_callback is not None:
@@ -117,12 +134,15 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     except BaseException:
         tracker.finish("FAILED")
         raise
+    if not dist.main:
+        return RunResult(run_id, out_dir, {}, fit.history)
     final = finalize(cfg, fit.history, run_id, out_dir, tracker, validation, data.info)
     final["builtin_gamma"] = float(getattr(model, "builtin_gamma", 0.0))  # e.g. TransZero's fixed ±1 margin
     final["train_seconds"] = fit.seconds
     final["wall_seconds"] = time.perf_counter() - started
     atomic_write_text(out_dir / FINAL, json.dumps(final, indent=2))
     tracker.log_artifact(str(out_dir / FINAL))
+    fault_point("finish")
     tracker.finish("FINISHED")
     return RunResult(run_id, out_dir, final, fit.history)
 
@@ -157,6 +177,7 @@ def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: P
     })
     tracker.log_metrics({f"final_{k}": float(v) for k, v in final.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=cfg.train.epochs)
+    fault_point("finalize")
     scores = out_dir / "scores" / f"epoch{int(row['epoch']):03d}.npz"
     if scores.exists() and cfg.track.log_scores:
         with np.load(scores) as arrays:
@@ -177,6 +198,7 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
     """
     import dataclasses
 
+    from zslbench.engine import distributed
     from zslbench.engine.trainer import EvalSets, Trainer, seed_everything
     from zslbench.metrics import evaluate_scores
     from zslbench.models import build_model
@@ -206,6 +228,8 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
     from zslbench.engine.trainer import resume_state
 
     fit = trainer.fit(resume=resume_state(out_dir / "validation") if state.exists() else None)
+    if not distributed.current().main:  # rank 0 wrote the score files: take its conclusions
+        return distributed.broadcast(None)
     for row in fit.history:
         if "zsl_t1" not in row:
             continue
@@ -216,7 +240,7 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
         history.append({"epoch": row["epoch"], "val_gamma": float(m["gamma"]), "val_gzsl_h": float(m["gzsl_h"]),
                         "val_zsl_t1": float(m["zsl_t1"]), "val_ausuc": float(m["ausuc"])})
     atomic_write_text(done, json.dumps(history))
-    return history
+    return distributed.broadcast(history)
 
 
 def recalibrate(out_dir: Path, epoch: int, gamma: float, info, space: str) -> dict[str, float]:

@@ -21,8 +21,10 @@ import torch
 
 from zslbench.config import Config
 from zslbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from zslbench.engine import distributed
 from zslbench.engine.data import RunData, make_batches, superpatch_masks
 from zslbench.engine.device import autocast
+from zslbench.engine.faults import fault_point
 from zslbench.errors import TrainingDiverged
 
 CHECKPOINT = "checkpoint.pt"
@@ -56,14 +58,35 @@ class FitResult:
     seconds: float = 0.0
 
 
+class TrainStep(torch.nn.Module):
+    """Forward pass and loss terms as one module, so DistributedDataParallel sees every parameter a
+    loss uses (some terms read weights directly, outside the model's forward)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        output = self.model(batch)
+        return output, self.model.losses(output, batch)
+
+
 class Trainer:
-    """Trains ``model`` on ``train_indices`` and evaluates on ``eval_sets`` every ``eval_every`` epochs."""
+    """Trains ``model`` on ``train_indices`` and evaluates on ``eval_sets`` every ``eval_every`` epochs.
+
+    Under ``torchrun`` every rank trains on its slice of each global batch (gradients averaged by
+    DistributedDataParallel) and evaluates its slice of each evaluation set; rank 0 alone computes
+    metrics, writes checkpoints and score files and calls ``on_epoch``.
+    """
 
     def __init__(self, cfg: Config, data: RunData, model: torch.nn.Module, device: torch.device,
                  train_indices: np.ndarray, eval_sets: EvalSets, out_dir: Path,
                  on_epoch: Callable[[int, dict[str, float]], None] | None = None, progress=None):
         self.cfg, self.data, self.model, self.device = cfg, data, model, device
+        self.dist = distributed.current()
         self.train_batches = make_batches(cfg, data, train_indices, train=True, device=device)
+        self.train_batches.shard = self.dist
+        self.step_module: torch.nn.Module = TrainStep(model)
         self.eval_sets = eval_sets
         self.out_dir = out_dir
         self.on_epoch = on_epoch or (lambda epoch, metrics: None)
@@ -108,6 +131,12 @@ class Trainer:
         freeze = phase == "warmup" and t.quirks != "reference"
         for p in self.body_params:
             p.requires_grad_(not freeze)
+        if recreate and self.dist.enabled:  # DDP registers the parameters that need gradients: re-wrap per phase
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.step_module = DistributedDataParallel(TrainStep(self.model), device_ids=device_ids,
+                                                       static_graph=True)  # tolerates parameters a config leaves unused
         return self.optimizer
 
     # ------------------------------------------------------------------ one epoch
@@ -131,10 +160,10 @@ class Trainer:
                     break
                 batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                 with autocast(self.device, cfg.train.amp):
-                    output = model(batch)
-                    terms = model.losses(output, batch)
+                    _, terms = self.step_module(batch)
                 loss = sum(terms.values())
-                if not torch.isfinite(loss):
+                finite, share = self._sync_step(loss, int(batch["label"].shape[0]))
+                if not finite:
                     bad = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
                     raise TrainingDiverged(f"loss became non-finite at epoch {epoch + 1}, step {steps + 1} ({bad}); "
                                            "lower train.lr or check the data")
@@ -143,16 +172,17 @@ class Trainer:
                         p.grad = None
                 else:
                     optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * share * self.dist.world).backward()  # DDP averages over ranks: weight by the slice's share
                 if cfg.train.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None],
                                                    cfg.train.grad_clip)
                 optimizer.step()
+                fault_point("train_step")
                 steps += 1
                 images += int(batch["label"].shape[0])
                 for name, value in terms.items():
-                    sums[name] += float(value.detach())
-                sums["loss"] += float(loss.detach())
+                    sums[name] += float(value.detach()) * share
+                sums["loss"] += float(loss.detach()) * share
                 if task is not None:
                     rate = images / max(time.perf_counter() - start, 1e-9)
                     self.progress.update(task, advance=1, description=(
@@ -160,17 +190,41 @@ class Trainer:
         if task is not None:
             self.progress.remove_task(task)
         elapsed = time.perf_counter() - start
+        sums, images = self._sum_over_ranks(sums, images)
         metrics = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
         metrics.update({"train/lr": self.learning_rate(epoch), "train/images_per_s": images / max(elapsed, 1e-9),
                         "train/epoch_seconds": elapsed})
         return metrics
 
+    def _sync_step(self, loss: torch.Tensor, size: int) -> tuple[bool, float]:
+        """(loss finite on every rank, this slice's share of the global batch); (finite, 1.0) alone."""
+        finite = bool(torch.isfinite(loss))
+        if not self.dist.enabled:
+            return finite, 1.0
+        import torch.distributed as dist
+
+        totals = torch.tensor([float(size), 0.0 if finite else 1.0], dtype=torch.float64)
+        dist.all_reduce(totals)
+        return bool(totals[1] == 0), size / float(totals[0])
+
+    def _sum_over_ranks(self, sums: dict[str, float], images: int) -> tuple[dict[str, float], int]:
+        if not self.dist.enabled:
+            return dict(sums), images
+        import torch.distributed as dist
+
+        keys = sorted(sums)
+        totals = torch.tensor([sums[k] for k in keys] + [float(images)], dtype=torch.float64)
+        dist.all_reduce(totals)
+        return dict(zip(keys, totals[:-1].tolist())), int(totals[-1])
+
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def collect(self, tag: str, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Class scores over ALL classes [N, C], labels, and kept super-patches of ``indices``."""
+        """Class scores over ALL classes [N, C], labels, and kept super-patches of ``indices``
+        (each rank scores a contiguous slice; the slices are gathered in order)."""
         if tag not in self._eval_batches:
-            self._eval_batches[tag] = make_batches(self.cfg, self.data, indices, train=False, device=self.device)
+            mine = np.asarray(indices)[distributed.rank_slice(len(indices), self.dist)]
+            self._eval_batches[tag] = make_batches(self.cfg, self.data, mine, train=False, device=self.device)
         self.model.eval()
         scores, labels, kept = [], [], []
         for batch in self._eval_batches[tag]:
@@ -182,10 +236,11 @@ class Trainer:
             labels.append(batch["label"].cpu())
             if "kept" in output:
                 kept.append(output["kept"].cpu())
+            fault_point("eval_batch")
         result = {"scores": torch.cat(scores).numpy(), "labels": torch.cat(labels).numpy()}
         if kept:
             result["kept"] = torch.cat(kept).numpy().astype(bool)
-        return result
+        return distributed.gather_arrays(result)
 
     def evaluate(self) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
         from zslbench.metrics import evaluate_scores
@@ -193,6 +248,8 @@ class Trainer:
         info, ev = self.data.info, self.cfg.eval
         seen = self.collect("test_seen", self.eval_sets.test_seen)
         unseen = self.collect("test_unseen", self.eval_sets.test_unseen)
+        if not self.dist.main:
+            return {}, {}
         metrics = evaluate_scores(seen["scores"], seen["labels"], unseen["scores"], unseen["labels"],
                                   info.seen_classes, info.unseen_classes, gamma_policy=_test_policy(ev.gamma_policy),
                                   gamma=ev.gamma, space=ev.gamma_space)
@@ -242,11 +299,13 @@ class Trainer:
             if last or (epoch + 1) % cfg.train.eval_every == 0:
                 eval_metrics, scores = self.evaluate()
                 metrics.update(eval_metrics)
-                self._save_scores(scores, epoch)
+                if self.dist.main:
+                    self._save_scores(scores, epoch)
             seconds += time.perf_counter() - tick
             history.append({"epoch": epoch, **metrics})
-            self.checkpoint(epoch, history, steps, seconds, extra_state)
-            self.on_epoch(epoch, metrics)
+            if self.dist.main:
+                self.checkpoint(epoch, history, steps, seconds, extra_state)
+                self.on_epoch(epoch, metrics)
         return FitResult(history, kept_scores, steps, seconds)
 
     def checkpoint(self, epoch: int, history: list[dict[str, Any]], steps: int, seconds: float,
