@@ -46,6 +46,16 @@ def load(study: str):
     return optuna.load_study(study_name=study, storage=POSTGRES)
 
 
+def assert_nothing_left_running(cwd: Path) -> None:
+    """A killed worker's MLflow run is closed (KILLED), not left RUNNING forever."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{cwd / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    running = client.search_runs(experiments, "attributes.status = 'RUNNING'")
+    assert running == [], [(r.info.run_name, r.data.tags.get("optuna.trial_number")) for r in running]
+
+
 def assert_children_of_the_parent(cwd: Path, study, trials) -> None:
     import mlflow
 
@@ -107,3 +117,4 @@ def test_a_killed_workers_trial_fails_and_is_retried(tmp_path):
     assert len(retried) == 1 and retried[0].params == dead.params
     assert retried[0].system_attrs["zslbench.grid_point"] == dead.system_attrs["zslbench.grid_point"]
     assert_children_of_the_parent(tmp_path, study, complete)
+    assert_nothing_left_running(tmp_path)

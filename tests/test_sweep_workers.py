@@ -74,7 +74,8 @@ def test_journal_trials_of_dead_workers_are_failed_and_retried_with_their_params
     study._storage.set_trial_system_attr(dead._trial_id, HEARTBEAT_ATTR, time.time() - 10)
     alive = study.ask()
     study._storage.set_trial_system_attr(alive._trial_id, HEARTBEAT_ATTR, time.time())
-    fail_stale_trials(study, StorageSpec("journal", str(tmp_path / "j.log")), heartbeat=2, max_retry=1)
+    failed = fail_stale_trials(study, StorageSpec("journal", str(tmp_path / "j.log")), heartbeat=2, max_retry=1)
+    assert failed == [dead.number]
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
     retry = trials[2]

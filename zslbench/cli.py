@@ -518,6 +518,34 @@ def report_cmd(
         _console().print(f"wrote {path}")
 
 
+# --------------------------------------------------------------------------- track
+track_app = typer.Typer(help="MLflow tracking: upload runs kept offline while the tracking server was away.",
+                        no_args_is_help=True)
+app.add_typer(track_app, name="track")
+
+
+@track_app.command("sync")
+def track_sync(
+    output_dir: Path = typer.Option(Path("runs"), "--output-dir", "-o",
+                                    help="The folder holding the run folders (track.output_dir)."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default: the one "
+                                               "each run was started with, else $MLFLOW_TRACKING_URI)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the pending journals; upload nothing."),
+) -> None:
+    """Upload the tracking of runs that went on while the MLflow server was away (same run ids,
+    then their final status), and mark their journals synced. Safe to repeat: nothing is uploaded twice.
+
+    Examples:
+
+      zslbench track sync --dry-run
+
+      zslbench track sync --output-dir runs --tracking-uri http://mlflow.lab:5000
+    """
+    from zslbench.tracking_offline import sync_command
+
+    sync_command(output_dir, tracking_uri or "", dry_run, _console())
+
+
 # --------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors → one line on stderr, exit code 2."""

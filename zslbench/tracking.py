@@ -6,6 +6,12 @@ buffered and written with one ``log_batch`` call per flush. Every param, tag, lo
 and message passes through :func:`mask_credentials`, so a storage URL's password never
 reaches the store or the terminal.
 
+If the server of an ``http(s)://`` store goes away mid-run, the tracker does not fail the run: it
+switches to offline mode and keeps every later write in a journal in the run's output folder
+(``<track.output_dir>/<run_id>/tracking-offline/``, see :mod:`zslbench.tracking_offline`);
+``zslbench track sync`` uploads it once the server is back. MLflow's HTTP retries are shortened
+for zslbench's own calls (:data:`HTTP_POLICY`), so a dead server is noticed in seconds.
+
 Typical use (the engine)::
 
     check_reachable(resolve_tracking_uri(cfg.track.uri))      # before any training
@@ -29,6 +35,7 @@ import importlib.metadata
 import logging
 import math
 import os
+import posixpath
 import re
 import socket
 import ssl
@@ -41,11 +48,19 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from zslbench import PROTOCOL_VERSION, __version__
 from zslbench.errors import UserError
+from zslbench.tracking_offline import (
+    JOURNAL_DIR,
+    OfflineJournal,
+    absorb_pending_journal,
+    failure_reason,
+    is_connection_error,
+    sync_folder,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from mlflow import MlflowClient
@@ -68,6 +83,36 @@ FINAL_STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 _UNKNOWN = "unknown"
 _HEALTH_PATHS = ("/health", "/api/2.0/mlflow/experiments/search?max_results=1")
+
+#: MLflow's HTTP settings for zslbench's own calls. MLflow's defaults (7 retries, exponential
+#: back-off, 120 s timeout) take minutes to give up on a dead server; these give up in about
+#: 2 s on a refused connection (retries after 0 s and 1 s) and 3 × 15 s on a silent one. A
+#: variable the user set wins.
+HTTP_POLICY = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+}
+_POLICY_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def http_policy():
+    """Apply :data:`HTTP_POLICY` while zslbench talks to MLflow.
+
+    MLflow reads these variables from the environment on every request and offers no per-client
+    setting, so they are set for the duration of zslbench's calls only (serialised by a lock) and
+    removed afterwards; other MLflow users in the process keep MLflow's defaults.
+    """
+    with _POLICY_LOCK:
+        added = {name: value for name, value in HTTP_POLICY.items() if name not in os.environ}
+        os.environ.update(added)
+        try:
+            yield
+        finally:
+            for name in added:
+                os.environ.pop(name, None)
 
 
 # --------------------------------------------------------------------------- tracking URI
@@ -99,27 +144,30 @@ def absolute_sqlite_uri(uri: str) -> str:
     return absolute + (f"?{query}" if query else "")
 
 
-def check_reachable(uri: str, timeout: float = 3.0) -> None:
+UNREACHABLE_HINT = "start it, fix --tracking-uri (or $MLFLOW_TRACKING_URI), or use --set track.enabled=false"
+
+
+def check_reachable(uri: str, timeout: float = 3.0, hint: str = UNREACHABLE_HINT) -> None:
     """Fail fast, with one clear :class:`UserError` line, when the store at ``uri`` cannot be used.
 
     ``http(s)://``: the server must answer ``/health`` (or the experiments search endpoint)
     within ``timeout`` seconds. ``sqlite:``: the database's directory must exist and be
-    writable. Other stores (``file:``, databases) are checked when first opened.
+    writable. Other stores (``file:``, databases) are checked when first opened. ``hint``: what
+    the message of an unreachable server tells the user to do.
     """
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("http", "https"):
-        _check_http(uri, timeout)
+        _check_http(uri, timeout, hint)
     elif scheme.startswith("sqlite"):
         _check_sqlite(uri)
 
 
-def _unreachable(uri: str, reason: str) -> UserError:
-    return UserError(
-        f"MLflow tracking server {mask_credentials(uri)} is unreachable ({mask_credentials(reason)}); "
-        "start it, fix --tracking-uri (or $MLFLOW_TRACKING_URI), or use --set track.enabled=false")
+def _unreachable(uri: str, reason: str, hint: str = UNREACHABLE_HINT) -> UserError:
+    return UserError(f"MLflow tracking server {mask_credentials(uri)} is unreachable ({mask_credentials(reason)}); "
+                     f"{hint}")
 
 
-def _check_http(uri: str, timeout: float) -> None:
+def _check_http(uri: str, timeout: float, hint: str = UNREACHABLE_HINT) -> None:
     base, headers = _split_http_credentials(uri)
     context = _ssl_context() if base.startswith("https") else None
     failures: list[str] = []
@@ -141,8 +189,8 @@ def _check_http(uri: str, timeout: float) -> None:
             failures.append(f"HTTP {status} from {path.split('?')[0]}")
         except (urllib.error.URLError, OSError, ValueError) as exc:
             # No connection at all: the fallback endpoint would fail the same way, slower.
-            raise _unreachable(uri, _connection_failure_reason(exc, timeout)) from None
-    raise _unreachable(uri, "; ".join(failures))
+            raise _unreachable(uri, _connection_failure_reason(exc, timeout), hint) from None
+    raise _unreachable(uri, "; ".join(failures), hint)
 
 
 def _connection_failure_reason(exc: BaseException, timeout: float) -> str:
@@ -396,7 +444,8 @@ def _store_error(uri: str, exc: Exception) -> UserError:
 def store_lock(uri: str):
     """An exclusive file lock beside a sqlite store while it is opened: MLflow creates or migrates the
     schema on first use, and two processes doing that at once fail ("duplicate column")."""
-    path = _sqlite_path(uri)
+    # Only sqlite: for a server URI the "path" would be a stray lock file named after the host.
+    path = _sqlite_path(uri) if urlsplit(uri).scheme.lower().startswith("sqlite") else None
     if path is None:
         yield
         return
@@ -416,11 +465,17 @@ class Tracker:
 
     Leaving the ``with`` block finishes the run: FINISHED, FAILED on an exception, KILLED on
     ``KeyboardInterrupt``. Create it with :meth:`open`.
+
+    With an ``offline_dir`` (always so from :meth:`open`), a write that fails because the store
+    cannot be reached switches the tracker to offline mode: one warning line, then that write and
+    all later ones go to the journal in ``offline_dir`` (``zslbench track sync`` uploads it).
+    Without one, such failures raise as before.
     """
 
     enabled = True
 
-    def __init__(self, client: "MlflowClient", run: "Run", tracking_uri: str) -> None:
+    def __init__(self, client: "MlflowClient", run: "Run", tracking_uri: str,
+                 offline_dir: str | os.PathLike[str] | None = None) -> None:
         self._client = client
         self._run_id: str = run.info.run_id
         self._experiment_id: str = run.info.experiment_id
@@ -435,6 +490,9 @@ class Tracker:
         self._nonfinite_noted = len(self._nonfinite)
         self._changed_params: set[str] = set()
         self._status: str | None = None
+        self._offline_dir = Path(offline_dir).absolute() if offline_dir is not None else None
+        self._journal: OfflineJournal | None = None
+        self._write_lock = threading.RLock()  # one write at a time: the journal keeps their order
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -448,6 +506,7 @@ class Tracker:
         resume_run_id: str | None = None,
         nested: bool = False,
         artifact_location: str | None = None,
+        offline_dir: str | os.PathLike[str] | None = None,
     ) -> "Tracker | NullTracker":
         """Start (or resume) a run in ``cfg_track.experiment`` at ``cfg_track.uri``.
 
@@ -458,6 +517,9 @@ class Tracker:
           open tracker of this process, else ``$ZSLBENCH_PARENT_RUN_ID``, else none.
         - ``artifact_location``: for a new experiment only; default for sqlite stores:
           ``<database dir>/mlruns/<experiment>``.
+        - ``offline_dir``: where the run's writes are journaled if the server goes away mid-run;
+          default ``<cfg_track.output_dir>/<run_id>/tracking-offline`` (next to the run's
+          outputs). Resuming a run first uploads a journal left there by an offline session.
 
         The store is checked (:func:`check_reachable`) before anything is created. Returns a
         :class:`NullTracker` when ``cfg_track.enabled`` is false.
@@ -475,7 +537,7 @@ class Tracker:
         _, tag_limit, _, _ = _mlflow_limits()
         start_tags = {k: _tag_value(v, tag_limit) for k, v in (tags or {}).items()}
         try:
-            with store_lock(uri):  # first use creates the schema and the experiment: one process at a time
+            with http_policy(), store_lock(uri):  # first use creates the schema and the experiment
                 client = MlflowClient(tracking_uri=uri)
                 client.search_experiments(max_results=1)  # forces the store (and its schema) into existence
                 if parent_run_id:
@@ -484,6 +546,9 @@ class Tracker:
                 if resume_run_id:
                     run = _require_run(client, resume_run_id, "resumed", uri)
                     client.update_run(run.info.run_id, status="RUNNING")
+                    journal_dir = _journal_dir(cfg_track, run.info.run_id, offline_dir)
+                    if absorb_pending_journal(client, journal_dir, run.info.run_id) is not None:
+                        run = client.get_run(run.info.run_id)  # with the params and tags just uploaded
                 else:
                     experiment_id = _experiment_id(client, cfg_track.experiment,
                                                    artifact_location or _default_artifact_location(uri, cfg_track.experiment))
@@ -500,7 +565,7 @@ class Tracker:
                 raise _store_error(uri, exc) from exc
             raise
 
-        tracker = cls(client, run, uri)
+        tracker = cls(client, run, uri, offline_dir=_journal_dir(cfg_track, run.info.run_id, offline_dir))
         with _ACTIVE_LOCK:
             _ACTIVE.append(tracker)
         try:
@@ -544,9 +609,75 @@ class Tracker:
         """RUNNING until :meth:`finish`, then the final status."""
         return self._status or "RUNNING"
 
+    @property
+    def offline(self) -> bool:
+        """Whether the store was lost mid-run and writes now go to the local journal."""
+        return self._journal is not None
+
+    @property
+    def offline_dir(self) -> Path | None:
+        """Where writes are journaled once the store is lost (``None``: failures raise)."""
+        return self._offline_dir
+
     def __repr__(self) -> str:
+        mode = ", offline" if self.offline else ""
         return (f"Tracker(run_id={self._run_id!r}, experiment_id={self._experiment_id!r}, "
-                f"uri={mask_credentials(self._tracking_uri)!r}, status={self.status!r})")
+                f"uri={mask_credentials(self._tracking_uri)!r}, status={self.status!r}{mode})")
+
+    # ----------------------------------------------------------------- writing
+    def _write(self, online: Callable[[], Any], offline: Callable[[OfflineJournal], None]) -> None:
+        """Do one write: ``online`` through the client, or ``offline`` into the journal once the store
+        is lost. The write that finds it lost goes to the journal too, so nothing is dropped."""
+        with self._write_lock:
+            if self._journal is None:
+                try:
+                    with http_policy():
+                        online()
+                    return
+                except Exception as exc:
+                    if self._offline_dir is None or not is_connection_error(exc, self._tracking_uri):
+                        raise
+                    self._go_offline(exc)
+            assert self._journal is not None
+            offline(self._journal)
+
+    def _go_offline(self, exc: BaseException) -> None:
+        assert self._offline_dir is not None
+        self._journal = OfflineJournal.open(self._offline_dir, {
+            "run_id": self._run_id, "experiment_id": self._experiment_id, "artifact_uri": self._artifact_uri,
+            "tracking_uri": mask_credentials(self._tracking_uri), "reason": mask_credentials(failure_reason(exc)),
+        })
+        sys.stderr.write(
+            f"warning: MLflow tracking server {mask_credentials(self._tracking_uri)} went away "
+            f"({mask_credentials(failure_reason(exc))}); the run goes on and its tracking is kept in "
+            f"{self._offline_dir} — upload it with "
+            f"`zslbench track sync --output-dir {sync_folder(self._offline_dir)}` once the server is back\n")
+        sys.stderr.flush()
+
+    def _log_batch(self, metrics: Sequence["Metric"] = (), params: Sequence[Any] = (),
+                   tags: Sequence[Any] = ()) -> None:
+        self._write(lambda: self._client.log_batch(self._run_id, metrics=metrics, params=params, tags=tags,
+                                                   synchronous=True),
+                    lambda journal: journal.log_batch(metrics, params, tags))
+
+    def _log_file(self, path: Path, artifact_path: str | None) -> None:
+        def online() -> None:
+            if path.is_dir():
+                self._client.log_artifacts(self._run_id, str(path), artifact_path)
+            else:
+                self._client.log_artifact(self._run_id, str(path), artifact_path)
+
+        self._write(online, lambda journal: journal.log_file(path, artifact_path))
+
+    def _log_generated(self, name: str, write: Callable[[Path], None]) -> None:
+        """Write an artifact with ``write(path)`` into a temporary file named like ``name``'s last part,
+        then log it under ``name``'s folder (what MLflow's ``log_dict``/``log_text`` do)."""
+        normalized = posixpath.normpath(name)
+        folder, filename = posixpath.dirname(normalized), posixpath.basename(normalized)
+        with tempfile.TemporaryDirectory(prefix="zslbench-artifact-") as tmp:
+            path = Path(tmp) / filename
+            write(path)
+            self._log_file(path, folder or None)
 
     # ----------------------------------------------------------------- logging
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -574,18 +705,19 @@ class Tracker:
         from mlflow.entities import RunTag
 
         _, tag_limit, _, metrics_per_batch = _mlflow_limits()
-        with self._lock:
-            metrics, self._buffer = self._buffer, []
-            tags = []
-            if len(self._nonfinite) != self._nonfinite_noted:
-                note = ",".join(sorted(self._nonfinite))
-                tags.append(RunTag("zslbench.nonfinite_metrics", _tag_value(note, tag_limit)))
-                self._nonfinite_noted = len(self._nonfinite)
-        if not metrics and not tags:
-            return
-        for start in range(0, max(len(metrics), 1), metrics_per_batch):
-            chunk = metrics[start:start + metrics_per_batch]
-            self._client.log_batch(self._run_id, metrics=chunk, tags=tags if start == 0 else (), synchronous=True)
+        with self._write_lock:
+            with self._lock:
+                metrics, self._buffer = self._buffer, []
+                tags = []
+                if len(self._nonfinite) != self._nonfinite_noted:
+                    note = ",".join(sorted(self._nonfinite))
+                    tags.append(RunTag("zslbench.nonfinite_metrics", _tag_value(note, tag_limit)))
+                    self._nonfinite_noted = len(self._nonfinite)
+            if not metrics and not tags:
+                return
+            for start in range(0, max(len(metrics), 1), metrics_per_batch):
+                chunk = metrics[start:start + metrics_per_batch]
+                self._log_batch(metrics=chunk, tags=tags if start == 0 else [])
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values masked and truncated to MLflow's limit).
@@ -596,25 +728,27 @@ class Tracker:
         from mlflow.entities import Param, RunTag
 
         param_limit, tag_limit, per_batch, _ = _mlflow_limits()
-        new: list[Param] = []
-        for key, value in params.items():
-            shown = _param_value(str(key), value, param_limit)
-            logged = self._params.get(str(key))
-            if logged is None:
-                new.append(Param(str(key), shown))
-                self._params[str(key)] = shown
-            elif logged != shown:
-                self._changed_params.add(str(key))
-        tags = []
-        if self._changed_params:
-            log.warning("params already logged with other values keep their first values: %s",
-                        ", ".join(sorted(self._changed_params)))
-            tags.append(RunTag("zslbench.params_changed", _tag_value(",".join(sorted(self._changed_params)), tag_limit)))
-        entities: list[Any] = [*new, *tags]
-        for start in range(0, len(entities), per_batch):
-            chunk = entities[start:start + per_batch]
-            self._client.log_batch(self._run_id, params=[e for e in chunk if isinstance(e, Param)],
-                                   tags=[e for e in chunk if isinstance(e, RunTag)], synchronous=True)
+        with self._write_lock:
+            new: list[Param] = []
+            for key, value in params.items():
+                shown = _param_value(str(key), value, param_limit)
+                logged = self._params.get(str(key))
+                if logged is None:
+                    new.append(Param(str(key), shown))
+                    self._params[str(key)] = shown
+                elif logged != shown:
+                    self._changed_params.add(str(key))
+            tags = []
+            if self._changed_params:
+                log.warning("params already logged with other values keep their first values: %s",
+                            ", ".join(sorted(self._changed_params)))
+                tags.append(RunTag("zslbench.params_changed",
+                                   _tag_value(",".join(sorted(self._changed_params)), tag_limit)))
+            entities: list[Any] = [*new, *tags]
+            for start in range(0, len(entities), per_batch):
+                chunk = entities[start:start + per_batch]
+                self._log_batch(params=[e for e in chunk if isinstance(e, Param)],
+                                tags=[e for e in chunk if isinstance(e, RunTag)])
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags (values masked and truncated), in as few calls as MLflow allows."""
@@ -622,26 +756,38 @@ class Tracker:
 
         _, tag_limit, per_batch, _ = _mlflow_limits()
         entities = [RunTag(str(k), _tag_value(v, tag_limit)) for k, v in tags.items()]
-        for start in range(0, len(entities), per_batch):
-            self._client.log_batch(self._run_id, tags=entities[start:start + per_batch], synchronous=True)
+        with self._write_lock:
+            for start in range(0, len(entities), per_batch):
+                self._log_batch(tags=entities[start:start + per_batch])
 
     def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
-        """Upload a file (or a directory's contents) into the run's artifacts."""
+        """Upload a file (or a directory's contents) into the run's artifacts (offline: copy it
+        into the journal)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"artifact {str(path)!r} does not exist")
-        if path.is_dir():
-            self._client.log_artifacts(self._run_id, str(path), artifact_path)
-        else:
-            self._client.log_artifact(self._run_id, str(path), artifact_path)
+        self._log_file(path, artifact_path)
 
     def log_dict(self, obj: Mapping[str, Any], name: str) -> None:
         """Store ``obj`` as JSON or YAML (by the extension of ``name``), strings masked."""
-        self._client.log_dict(self._run_id, _mask_object(obj), name)
+        import json
+
+        masked = _mask_object(obj)
+
+        def write(path: Path) -> None:
+            if path.suffix in (".yml", ".yaml"):
+                import yaml
+
+                path.write_text(yaml.dump(masked, indent=2, default_flow_style=False), encoding="utf-8")
+            else:
+                path.write_text(json.dumps(masked, indent=2, default=str), encoding="utf-8")
+
+        self._log_generated(name, write)
 
     def log_text(self, text: str, name: str) -> None:
         """Store ``text`` (masked) as the artifact ``name``."""
-        self._client.log_text(self._run_id, mask_credentials(text), name)
+        masked = mask_credentials(text)
+        self._log_generated(name, lambda path: path.write_text(masked, encoding="utf-8"))
 
     def log_scores(self, name: str, **arrays: Any) -> None:
         """Store arrays as ``scores/<name>.npz`` (e.g. test-set class scores and labels), so
@@ -649,18 +795,18 @@ class Tracker:
         import numpy as np
 
         filename = name if name.endswith(".npz") else f"{name}.npz"
-        with tempfile.TemporaryDirectory(prefix="zslbench-scores-") as tmp:
-            path = Path(tmp) / filename
-            np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()})
-            self._client.log_artifact(self._run_id, str(path), "scores")
+        self._log_generated(f"scores/{filename}",
+                            lambda path: np.savez_compressed(path, **{k: np.asarray(v) for k, v in arrays.items()}))
 
     def log_figure(self, fig: Any, name: str) -> None:
         """Store a matplotlib figure as the artifact ``name`` (format from its extension)."""
-        self._client.log_figure(self._run_id, fig, name)
+        self._log_generated(name, lambda path: fig.savefig(path))
 
     # ----------------------------------------------------------------- finishing
     def finish(self, status: str = "FINISHED") -> None:
-        """Flush buffered metrics and terminate the run with ``status`` (idempotent)."""
+        """Flush buffered metrics and terminate the run with ``status`` (idempotent).
+
+        Offline, the status is journaled too, the journal is closed and a reminder printed."""
         if status not in FINAL_STATUSES:
             raise ValueError(f"status must be one of {', '.join(FINAL_STATUSES)}, got {status!r}")
         if self._status is not None:
@@ -672,7 +818,22 @@ class Tracker:
             with _ACTIVE_LOCK:
                 if self in _ACTIVE:
                     _ACTIVE.remove(self)
-            self._client.set_terminated(self._run_id, status=status)
+            end_time = int(time.time() * 1000)
+            try:
+                self._write(lambda: self._client.set_terminated(self._run_id, status=status, end_time=end_time),
+                            lambda journal: journal.terminate(status, end_time))
+            finally:
+                self._close_journal()
+
+    def _close_journal(self) -> None:
+        if self._journal is None:
+            return
+        self._journal.close()
+        assert self._offline_dir is not None
+        sys.stderr.write(f"MLflow run {self._run_id} ended {self._status} offline; its tracking is kept in "
+                         f"{self._offline_dir} — run `zslbench track sync --output-dir "
+                         f"{sync_folder(self._offline_dir)}` once {mask_credentials(self._tracking_uri)} is back\n")
+        sys.stderr.flush()
 
     def __enter__(self) -> "Tracker":
         return self
@@ -702,6 +863,8 @@ class NullTracker:
     tracking_uri: str | None = None
     client = None
     status = "DISABLED"
+    offline = False
+    offline_dir = None
 
     @classmethod
     def open(cls, *args: Any, **kwargs: Any) -> "NullTracker":
@@ -745,6 +908,14 @@ class NullTracker:
 
     def __repr__(self) -> str:
         return "NullTracker()"
+
+
+def _journal_dir(cfg_track: "TrackConfig", run_id: str, offline_dir: str | os.PathLike[str] | None) -> Path:
+    """Where a run's offline journal lives: next to its outputs, ``<output_dir>/<run_id>/tracking-offline``
+    (the engine's run folder), unless the caller chose a place."""
+    if offline_dir is not None:
+        return Path(offline_dir).absolute()
+    return (Path(cfg_track.output_dir or "runs") / run_id / JOURNAL_DIR).absolute()
 
 
 def _innermost_run_id() -> str | None:
@@ -858,6 +1029,7 @@ def find_finished_run(experiment: str, tags: Mapping[str, Any], *, tracking_uri:
 
 
 __all__ = [
-    "DEFAULT_TRACKING_URI", "PARENT_RUN_ENV", "NullTracker", "Tracker", "check_reachable", "find_finished_run",
-    "find_runs", "git_state", "is_secret_name", "mask_credentials", "resolve_tracking_uri", "standard_tags",
+    "DEFAULT_TRACKING_URI", "HTTP_POLICY", "PARENT_RUN_ENV", "NullTracker", "Tracker", "check_reachable",
+    "find_finished_run", "find_runs", "git_state", "http_policy", "is_secret_name", "mask_credentials",
+    "resolve_tracking_uri", "standard_tags",
 ]

@@ -38,11 +38,14 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     """
     from zslbench.engine import distributed
     from zslbench.engine.device import pick_device
+    from zslbench.engine.liveness import reap_dead_runs
     from zslbench.tracking import check_reachable, resolve_tracking_uri
 
     dist = distributed.init_from_env(pick_device(cfg.train.device).type)
     if cfg.track.enabled and dist.main:  # fail before any data generation or training
-        check_reachable(resolve_tracking_uri(cfg.track.uri))
+        uri = resolve_tracking_uri(cfg.track.uri)
+        check_reachable(uri)
+        reap_dead_runs(uri, cfg.track.experiment)
     if resume is not None:
         out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
         cfg = Config.from_yaml(out_dir / RESOLVED)
@@ -82,14 +85,19 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     data = data or distributed.on_main_first(lambda: load_run_data(cfg, console))  # synth generated once
-    state = resume_state(out_dir) if out_dir is not None else None
     if out_dir is not None and (out_dir / FINAL).exists():
         raise UserError(f"run {out_dir.name} already finished; its results are in {out_dir / FINAL}")
-    tracker = _open_tracker(cfg, data, device, parent_run_id, resume_run_id=(state or {}).get("run_id")) \
-        if dist.main else NullTracker()
+    if out_dir is not None and dist.main:
+        remove_torn_writes(out_dir)
+    state = resume_state(out_dir) if out_dir is not None else None
+    # a run killed before its first checkpoint is still the MLflow run its folder is named after
+    resume_run_id = (state or {}).get("run_id") or (out_dir.name if out_dir is not None else None)
+    tracker = _open_tracker(cfg, data, device, parent_run_id, resume_run_id) if dist.main else NullTracker()
     fault_point("tracker_open")
     if tags:
         tracker.set_tags(tags)
+    if state is not None:
+        relog_missing_epochs(tracker, state["history"])
     run_id = distributed.broadcast(tracker.run_id or (state or {}).get("run_id") or _local_run_id())
     out_dir = out_dir or Path(cfg.track.output_dir) / run_id
     if dist.main:
@@ -140,11 +148,32 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     final["builtin_gamma"] = float(getattr(model, "builtin_gamma", 0.0))  # e.g. TransZero's fixed ±1 margin
     final["train_seconds"] = fit.seconds
     final["wall_seconds"] = time.perf_counter() - started
-    atomic_write_text(out_dir / FINAL, json.dumps(final, indent=2))
-    tracker.log_artifact(str(out_dir / FINAL))
+    text = json.dumps(final, indent=2)
+    tracker.log_text(text, FINAL)
     fault_point("finish")
     tracker.finish("FINISHED")
+    # written last: its presence marks a run complete everywhere, so any earlier crash is resumable
+    atomic_write_text(out_dir / FINAL, text)
     return RunResult(run_id, out_dir, final, fit.history)
+
+
+def remove_torn_writes(out_dir: Path) -> None:
+    """Delete temporary files of atomic writes that a killed process left behind (never read)."""
+    for leftover in out_dir.rglob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def relog_missing_epochs(tracker, history: list[dict[str, Any]]) -> None:
+    """Send the checkpointed epochs whose metrics never reached MLflow (killed between the two)."""
+    client = getattr(tracker, "client", None)
+    if client is None or not history:
+        return
+    logged = {m.step for m in client.get_metric_history(tracker.run_id, "train_loss")}
+    for row in history:
+        if int(row["epoch"]) not in logged:
+            tracker.log_metrics({k.replace("/", "_"): v for k, v in row.items()
+                                 if k != "epoch" and isinstance(v, (int, float))}, step=int(row["epoch"]))
+    tracker.flush()
 
 
 def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: Path, tracker,
@@ -275,11 +304,12 @@ def find_resumable(output_dir: Path, which: str) -> Path:
 
 
 def _open_tracker(cfg: Config, data, device, parent_run_id: str | None, resume_run_id: str | None):
+    from zslbench.engine.liveness import process_tags
     from zslbench.tracking import NullTracker, Tracker, standard_tags
 
     if not cfg.track.enabled:
         return NullTracker()
-    tags = standard_tags(cfg, data.split.fingerprint(), str(device))
+    tags = standard_tags(cfg, data.split.fingerprint(), str(device)) | process_tags()
     name = f"{cfg.model.name}-{cfg.data.dataset}" + (f"-{'+'.join(cfg.ablations)}" if cfg.ablations else "") \
         + f"-s{cfg.train.seed}"
     return Tracker.open(cfg.track, run_name=name, tags=tags, params=cfg.flat(), parent_run_id=parent_run_id,

@@ -334,14 +334,17 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def fail_stale_trials(study, spec: StorageSpec, heartbeat: int, max_retry: int) -> None:
-    """Fail (and retry) RUNNING trials whose worker stopped beating."""
+def fail_stale_trials(study, spec: StorageSpec, heartbeat: int, max_retry: int) -> list[int]:
+    """Fail (and retry) RUNNING trials whose worker stopped beating; the numbers of those failed."""
     import optuna
     from optuna.trial import TrialState
 
     if spec.has_native_heartbeat:
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
         optuna.storages.fail_stale_trials(study)
-        return
+        return sorted(t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+                      if t.number in running)
+    failed_numbers = []
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     now, grace = time.time(), 2 * heartbeat
@@ -356,10 +359,12 @@ def fail_stale_trials(study, spec: StorageSpec, heartbeat: int, max_retry: int) 
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker failed it first
         if failed:
+            failed_numbers.append(trial.number)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
             retry(study, study._storage.get_trial(trial._trial_id))
+    return failed_numbers
 
 
 # --------------------------------------------------------------------------- study
@@ -498,7 +503,8 @@ class Worker:
         status = "KILLED"
         try:
             while True:
-                fail_stale_trials(self.study, self.spec, self.opts.heartbeat, self.opts.max_retry)
+                for number in fail_stale_trials(self.study, self.spec, self.opts.heartbeat, self.opts.max_retry):
+                    self._close_trial_run(number)
                 counts = count_trials(self.study)
                 if counts.finished >= self.target:
                     break
@@ -586,6 +592,20 @@ class Worker:
         if param.integer:
             return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log)
         return trial.suggest_float(param.name, float(param.low), float(param.high), log=param.log)
+
+    def _close_trial_run(self, number: int) -> None:
+        """The MLflow run of a trial whose worker died is marked KILLED (Optuna retries the trial)."""
+        if not self.cfg.track.enabled:
+            return
+        from mlflow import MlflowClient
+
+        from zslbench.engine.liveness import close_run
+        from zslbench.tracking import resolve_tracking_uri
+
+        run_id = _find_trial_run(self.cfg, self.study.study_name, number)
+        if run_id and close_run(MlflowClient(tracking_uri=resolve_tracking_uri(self.cfg.track.uri)), run_id,
+                                f"its sweep worker stopped (no heartbeat); trial {number} was failed and retried"):
+            self._say(f"trial {number}: its worker died; MLflow run {run_id} marked KILLED")
 
     def _cross_reference(self, trial, run_id: Optional[str]) -> None:
         if run_id is None and self.cfg.track.enabled:
