@@ -381,3 +381,28 @@ def test_two_processes_opening_a_new_sqlite_store_at_once_both_record_runs(tmp_p
     runs = client.search_runs([client.get_experiment_by_name("race").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2"]
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_masking_survives_other_threads_changing_the_environment() -> None:
+    """MLflow's telemetry thread adds and removes variables while runs log params."""
+    import threading
+
+    from zslbench.tracking import mask_credentials
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            os.environ["ZSLBENCH_TEST_CHURN"] = "1"
+            os.environ.pop("ZSLBENCH_TEST_CHURN", None)
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        os.environ["ZSLBENCH_TEST_API_TOKEN"] = "churn-secret-value"
+        for _ in range(3000):
+            assert mask_credentials("key churn-secret-value") == "key ***"
+    finally:
+        stop.set()
+        worker.join()
+        os.environ.pop("ZSLBENCH_TEST_API_TOKEN", None)

@@ -304,9 +304,23 @@ def _mask_key_value(match: re.Match[str]) -> str:
     return f"{match['key']}{match['sep']}{MASK}"
 
 
+def _environment_snapshot() -> list[tuple[str, str]]:
+    """``os.environ``'s items, safe while other threads (MLflow's telemetry, :func:`http_policy`) add or
+    remove variables: iterating ``os.environ`` itself raises KeyError when a key vanishes mid-way."""
+    data = getattr(os.environ, "_data", None)
+    if isinstance(data, dict):  # CPython: copying the underlying dict is atomic
+        return [(os.environ.decodekey(k), os.environ.decodevalue(v)) for k, v in data.copy().items()]
+    for _ in range(100):
+        try:
+            return list(os.environ.items())
+        except (KeyError, RuntimeError):
+            continue
+    raise RuntimeError("the environment kept changing while being read")
+
+
 def _secret_env_values() -> list[str]:
     # PWD/OLDPWD are the shell's working directories, not passwords
-    values = [value for name, value in os.environ.items()
+    values = [value for name, value in _environment_snapshot()
               if name not in ("PWD", "OLDPWD") and is_secret_name(name) and len(value) >= 6]
     return sorted(set(values), key=len, reverse=True)  # longest first: no partial leftovers
 
