@@ -45,8 +45,11 @@ def reap_dead_runs(tracking_uri: str, experiment: str) -> list[str]:
     """Mark KILLED the RUNNING runs of ``experiment`` whose process on this host is gone; their ids."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    found = client.get_experiment_by_name(experiment)
+    from zslbench.tracking import store_lock
+
+    with store_lock(tracking_uri):  # the first use of a new sqlite store creates its schema: one process at a time
+        client = MlflowClient(tracking_uri=tracking_uri)
+        found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
     host = socket.gethostname().replace("'", "")
