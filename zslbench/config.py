@@ -174,7 +174,10 @@ class Config:
     def from_dict(cls, data: Mapping[str, Any]) -> "Config":
         if not isinstance(data, Mapping):
             raise ConfigError("a config file must hold a mapping of sections (data, model, train, eval, track)")
-        model_name = (data.get("model") or {}).get("name", "svip")
+        model_section = data.get("model") or {}
+        if not isinstance(model_section, Mapping):
+            raise ConfigError(f"config section 'model' must be a mapping of keys to values, got {model_section!r}")
+        model_name = model_section.get("name", "svip")
         cfg = Config(model=model_config_class(model_name)())
         for key, value in _flatten(data):
             set_value(cfg, key, value)
@@ -186,9 +189,12 @@ class Config:
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist; pass a YAML file saved by a run (resolved.yaml)")
         try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise ConfigError(f"config file {str(path)!r} is not valid YAML ({exc.__class__.__name__}); fix or re-save it") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {str(path)!r} cannot be read ({exc.strerror or exc}); "
+                              "check its permissions") from None
         return cls.from_dict(data or {})
 
 
@@ -211,7 +217,7 @@ def register_model_config(name: str):
 
 def model_config_class(name: str) -> type[ModelConfig]:
     _load_model_configs()
-    if name not in MODEL_CONFIGS:
+    if not isinstance(name, str) or name not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model {name!r}; valid choices: {', '.join(sorted(MODEL_CONFIGS))}")
     return MODEL_CONFIGS[name]
 
@@ -343,7 +349,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     key = key.strip()
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not YAML (or nested too deeply): the text itself
         value = raw
     return key, value
 
@@ -399,17 +405,31 @@ def validate(cfg: Config) -> None:
                 "super-patches need an even grid (e.g. img_size 64, patch_size 8)")
         if m.logit_scale <= 0:
             raise ConfigError(f"model.logit_scale (temperature σ) must be positive, got {m.logit_scale}")
-    if isinstance(m, SVIPConfig) and m.keep < 1:
-        raise ConfigError(f"model.keep must be at least 1, got {m.keep}")
+        for name in ("patch_size", "embed_dim", "depth", "num_heads"):  # 0 = the architecture's own value
+            if getattr(m, name) < 0:
+                raise ConfigError(f"model.{name} must be 0 (the backbone's own value) or positive, got {getattr(m, name)}")
+    if isinstance(m, SVIPConfig):
+        if m.keep < 1:
+            raise ConfigError(f"model.keep must be at least 1, got {m.keep}")
+        for name in ("js_weight", "patch_cls_weight", "att_dec", "mse_weight"):
+            if getattr(m, name) < 0:
+                raise ConfigError(f"model.{name} is a loss weight and must be non-negative, got {getattr(m, name)}")
+        if m.consistency_temperature <= 0:
+            raise ConfigError(f"model.consistency_temperature must be positive, got {m.consistency_temperature}")
     t = cfg.train
     for name in ("epochs", "batch_size", "eval_every"):
         if getattr(t, name) < 1:
             raise ConfigError(f"train.{name} must be at least 1, got {getattr(t, name)}")
     if t.warmup_epochs < 0 or t.warmup_epochs > t.epochs:
         raise ConfigError(f"train.warmup_epochs must be between 0 and train.epochs ({t.epochs}), got {t.warmup_epochs}")
-    for name in ("lr", "warmup_lr"):
+    for name in ("lr", "warmup_lr", "weight_decay", "momentum", "max_steps_per_epoch", "threads"):
         if getattr(t, name) < 0:
             raise ConfigError(f"train.{name} must be non-negative, got {getattr(t, name)}")
+    if not all(0.0 <= beta < 1.0 for beta in t.betas):
+        raise ConfigError(f"train.betas must both lie in [0, 1), got {list(t.betas)}; e.g. train.betas=[0.9,0.999]")
+    for name in ("image_size", "num_workers"):
+        if getattr(cfg.data, name) < 0:
+            raise ConfigError(f"data.{name} must be non-negative, got {getattr(cfg.data, name)}")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device {t.device!r} is not one of auto, cpu, cuda, cuda:N")
     if cfg.eval.batch_size < 1:
@@ -426,7 +446,7 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     args = typing.get_args(tp)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}={value!r} is not valid; valid choices: {', '.join(map(str, args))}")
+            raise ConfigError(f"{key}={_shown(value)} is not valid; valid choices: {', '.join(map(str, args))}")
         return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -438,49 +458,57 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return _coerce(key, value, arg)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}={value!r} has the wrong type; expected {tp}")
+        raise ConfigError(f"{key}={_shown(value)} has the wrong type; expected {tp}")
     if origin is tuple:
+        given = value
         if isinstance(value, str):
             value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
         if not isinstance(value, (list, tuple)) or (args and args[-1] is not Ellipsis and len(value) != len(args)):
-            raise ConfigError(f"{key}={value!r} must be a list of {len(args)} values, e.g. {key}=[0.9,0.999]")
+            raise ConfigError(f"{key}={_shown(given)} must be a list of {len(args)} values, e.g. {key}=[0.9,0.999]")
         elem = [args[0]] * len(value) if args and args[-1] is Ellipsis else list(args)
         return tuple(_coerce(key, v, t) for v, t in zip(value, elem))
     if origin is list:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}={value!r} must be a list")
+            raise ConfigError(f"{key}={_shown(value)} must be a list")
         return [_coerce(key, v, args[0] if args else str) for v in value]
     if tp is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
             return value.lower() in ("true", "yes", "on", "1")
-        raise ConfigError(f"{key}={value!r} must be true or false")
+        raise ConfigError(f"{key}={_shown(value)} must be true or false")
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{key}={value!r} must be an integer")
+            raise ConfigError(f"{key}={_shown(value)} must be an integer")
         try:
             as_float = float(value)
         except ValueError:
-            raise ConfigError(f"{key}={value!r} must be an integer") from None
+            raise ConfigError(f"{key}={_shown(value)} must be an integer") from None
+        except OverflowError:  # an int too large for a float
+            raise ConfigError(f"{key}={_shown(value)} is out of range (at most {_INT_LIMIT - 1})") from None
         if not as_float.is_integer():
-            raise ConfigError(f"{key}={value!r} must be an integer")
-        return int(as_float)
+            raise ConfigError(f"{key}={_shown(value)} must be an integer")
+        result = int(value) if isinstance(value, int) else int(as_float)
+        if not -_INT_LIMIT < result < _INT_LIMIT:  # numpy/torch seeds and sizes are 64-bit
+            raise ConfigError(f"{key}={_shown(value)} is out of range (at most {_INT_LIMIT - 1})")
+        return result
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{key}={value!r} must be a number")
+            raise ConfigError(f"{key}={_shown(value)} must be a number")
         try:
             result = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{key}={value!r} must be a number") from None
+            raise ConfigError(f"{key}={_shown(value)} must be a number") from None
+        except OverflowError:
+            raise ConfigError(f"{key}={_shown(value)} must be a finite number") from None
         if result != result or result in (float("inf"), float("-inf")):
-            raise ConfigError(f"{key}={value!r} must be a finite number")
+            raise ConfigError(f"{key}={_shown(value)} must be a finite number")
         return result
     if tp is str:
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"{key}={value!r} must be a string")
+            raise ConfigError(f"{key}={_shown(value)} must be a string")
         return "" if value is None else str(value)
     return value
 
@@ -491,8 +519,17 @@ def _flatten(data: Mapping[str, Any]) -> list[tuple[str, Any]]:
         if isinstance(values, Mapping):
             out.extend((f"{section}.{k}", v) for k, v in values.items() if not (section == "model" and k == "name"))
         else:
-            out.append((section, values))
+            out.append((str(section), values))  # YAML keys may be numbers or null: named in the error
     return out
+
+
+_INT_LIMIT = 2**63
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters (an error line must stay one readable line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _to_plain(value: Any) -> Any:

@@ -29,6 +29,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import transforms as T
 
+from zslbench.data.inspect import unsupported_mode
 from zslbench.data.xlsa17 import SplitInfo, is_synthetic
 from zslbench.errors import DataError
 
@@ -122,9 +123,13 @@ def prepare_image(image: Image.Image, dataset: str, image_size: int | None) -> I
 
 
 def decode_image(path: str | Path) -> Image.Image:
-    """Open an image as RGB, whatever its mode; a missing or damaged file raises :class:`DataError`."""
+    """Open an 8-bit image as RGB, whatever its colour mode; a missing or damaged file, or one with more
+    than 8 bits per channel (see :func:`~zslbench.data.inspect.unsupported_mode`), raises :class:`DataError`."""
     try:
         with Image.open(path) as image:
+            problem = unsupported_mode(image.mode)
+            if problem:
+                raise DataError(f"image {path} {problem}; save it as 8-bit RGB or greyscale")
             return image.convert("RGB")
     except FileNotFoundError:
         raise DataError(f"image {path} is missing; check --image-root / data.image_root, or run "

@@ -136,12 +136,29 @@ def expected_counts(dataset: str, directory: Path) -> dict[str, int]:
     return {}
 
 
+def unsupported_mode(mode: str) -> str | None:
+    """Why images of PIL ``mode`` cannot be used, or None when they can.
+
+    Converting 16/32-bit integer or floating-point pixels to 8-bit RGB clips them (a 16-bit PNG
+    turns white, a float TIFF black), so such images are refused rather than silently ruined.
+
+    >>> unsupported_mode("P") is None, unsupported_mode("I;16")
+    (True, 'has pixel mode I;16 (more than 8 bits per channel), which cannot be read as 8-bit RGB')
+    """
+    if mode in ("I", "F") or mode.startswith(("I;", "F;")):
+        return f"has pixel mode {mode} (more than 8 bits per channel), which cannot be read as 8-bit RGB"
+    return None
+
+
 def _decodes(path: str) -> str | None:
     """None when the image decodes, else the reason."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
+            problem = unsupported_mode(image.mode)
+            if problem:
+                return problem
             image.convert("RGB")
         return None
     except FileNotFoundError:

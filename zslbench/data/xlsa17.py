@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -240,13 +243,14 @@ def load_split(dataset: str, data_root: str | Path, image_root: str | Path | Non
     sources["images"] = image_source
     num_images = len(labels)
     locs = {name: _to_index(value, name, num_images, loc_files[name]) for name, value in raw_locs.items()}
-    _check_meta_locs(meta_locs, locs, directory)
+    _check_meta_locs(meta_locs, locs, num_images, directory)
     _check_labels(labels, num_classes, directory / image_source)
     _check_disjoint(locs, att_file)
 
     seen = np.unique(labels[locs["trainval"]])
     unseen = np.unique(labels[locs["test_unseen"]])
     _check_classes(labels, locs, seen, unseen, class_names, att_file)
+    _check_attribute_rows(np.clip(original.T, 0.0, None), class_names, att_file)
 
     names, names_file = read_attribute_names(directory, num_attributes)
     if names_file:
@@ -292,6 +296,7 @@ def _read_mat(path: Path, dataset: str, variable_names: Sequence[str] | None = N
 
     if not path.is_file():
         raise DataError(f"{path} is missing; {fetch_hint(dataset, path.parent.parent)}")
+    check_mat_elements(path, variable_names)
     try:
         return scipy.io.loadmat(str(path), variable_names=variable_names)
     except NotImplementedError:  # scipy's answer to MATLAB v7.3 (HDF5) files
@@ -305,11 +310,153 @@ def _read_mat(path: Path, dataset: str, variable_names: Sequence[str] | None = N
 def _mat_variables(path: Path) -> set[str]:
     import scipy.io
 
+    check_mat_elements(path, ())
     try:
         return {name for name, _shape, _kind in scipy.io.whosmat(str(path))}
     except Exception as exc:
         raise DataError(f"{path} is unreadable or corrupt ({exc.__class__.__name__}: {_short(exc)}); "
                         "re-download it") from None
+
+
+# MAT-file v5 element types (MATLAB "MAT-File Format"): containers, and the data types scipy can read.
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+_MI_DATA = frozenset({1, 2, 3, 4, 5, 6, 7, 9, 12, 13, 16, 17, 18})  # int8..uint64, single, double, utf8/16/32
+_MAX_ELEMENTS = 2**48  # more elements than any real array: a damaged dims field
+
+
+class _Damaged(Exception):
+    """A MAT v5 element tag that cannot be right (caught and turned into a DataError)."""
+
+
+def check_mat_elements(path: Path, variable_names: Sequence[str] | None = None) -> None:
+    """Walk the element tags of a MAT v5 file before scipy reads it; raise :class:`DataError` on a damaged one.
+
+    scipy's C reader trusts each tag's type code and indexes a table with it, so a single damaged
+    byte there crashes the process (SIGSEGV) instead of raising (scipy gh-25349). This walk checks
+    every tag of the variables that will be read (``variable_names``; None = all, () = headers
+    only): known type, size within its container, non-negative dims. Other formats (v4, v7.3) are
+    left to scipy.
+    """
+    import mmap
+
+    with open(path, "rb") as handle:
+        header = handle.read(128)
+        if len(header) < 128 or header[126:128] not in (b"IM", b"MI") or header[124:126] not in (b"\x00\x01", b"\x01\x00"):
+            return
+        if handle.seek(0, 2) <= 128:
+            return
+        order = "<" if header[126:128] == b"IM" else ">"
+        wanted = None if variable_names is None else set(variable_names)
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            try:
+                _walk_file(mapped, order, wanted)
+            except (_Damaged, zlib.error) as exc:
+                raise DataError(f"{path} is unreadable or corrupt ({exc}); re-download it") from None
+
+
+def _tag(buffer: Any, position: int, end: int, order: str) -> tuple[int, int, int, int]:
+    """(type, byte count, data start, next element) of the element at ``position`` (small format included)."""
+    if position + 8 > end:
+        raise _Damaged(f"element tag at byte {position} cut short")
+    first, count = struct.unpack_from(order + "II", buffer, position)
+    if first >> 16:  # small data element: type and size share the first word, data in the second
+        mdtype, count = first & 0xFFFF, first >> 16
+        if count > 4:
+            raise _Damaged(f"small element at byte {position} claims {count} bytes")
+        return mdtype, count, position + 4, position + 8
+    start = position + 8
+    if start + count > end:
+        raise _Damaged(f"element at byte {position} claims {count} bytes beyond its end")
+    padding = 0 if first == _MI_COMPRESSED else -count % 8  # data is padded to 8 bytes, compressed data not
+    return first, count, start, min(start + count + padding, end)
+
+
+def _walk_file(buffer: Any, order: str, wanted: set[str] | None) -> None:
+    position, end = 128, len(buffer)
+    while position < end:
+        mdtype, count, start, position = _tag(buffer, position, end, order)
+        if mdtype == _MI_COMPRESSED:
+            compressed = buffer[start:start + count]
+            head = zlib.decompressobj().decompress(compressed, 4096)  # enough for the variable's name
+            if wanted is not None and _matrix_name(head, order) not in wanted:
+                continue
+            content = zlib.decompress(compressed)
+            inner, size, inner_start, _ = _tag(content, 0, len(content), order)
+            if inner != _MI_MATRIX:
+                raise _Damaged(f"compressed element holds type {inner}, not a matrix")
+            _walk_matrix(content, inner_start, inner_start + size, order, wanted)
+        elif mdtype == _MI_MATRIX:
+            _walk_matrix(buffer, start, start + count, order, wanted)
+        else:
+            raise _Damaged(f"top-level element of type {mdtype} is not a variable")
+
+
+def _matrix_name(buffer: bytes, order: str) -> str | None:
+    """The variable name in a (possibly partial) miMATRIX element, None if it cannot be read."""
+    try:
+        position = _tag(buffer, 0, len(buffer), order)[2]
+        for _ in range(2):  # array flags, dims
+            position = _tag(buffer, position, len(buffer), order)[3]
+        _, count, start, _ = _tag(buffer, position, len(buffer), order)
+        return bytes(buffer[start:start + count]).decode("latin-1")
+    except (_Damaged, struct.error):
+        return None
+
+
+def _walk_matrix(buffer: Any, position: int, end: int, order: str, wanted: set[str] | None, top: bool = True) -> None:
+    """Check one miMATRIX: flags, dims and name, then as many data elements and nested matrices as its
+    class needs (scipy reads that many, past the end of a damaged matrix)."""
+    elements: list[tuple[int, int, int]] = []  # (type, byte count, data start)
+    while position < end:
+        mdtype, count, start, position = _tag(buffer, position, end, order)
+        if mdtype != _MI_MATRIX and mdtype not in _MI_DATA:
+            raise _Damaged(f"element of unknown type {mdtype}")
+        elements.append((mdtype, count, start))
+        if len(elements) == 3 and top and wanted is not None:  # the name: skip variables nobody reads
+            if bytes(buffer[start:start + count]).decode("latin-1") not in wanted:
+                return
+    if not elements:
+        return  # an empty element (some writers use it for an empty cell entry)
+    if len(elements) < 3 or any(mdtype == _MI_MATRIX or count < 4 for mdtype, count, _ in elements[:2]):
+        raise _Damaged("a matrix lacks its array flags, dimensions or name")
+    (_, _, flags_start), (_, dims_count, dims_start) = elements[:2]
+    flags = struct.unpack_from(order + "I", buffer, flags_start)[0]
+    matrix_class, is_complex = flags & 0xFF, bool(flags >> 11 & 1)
+    if dims_count % 4 or dims_count < 8:
+        raise _Damaged(f"dimensions element of {dims_count} bytes")
+    dims = struct.unpack_from(f"{order}{dims_count // 4}i", buffer, dims_start)
+    if any(d < 0 for d in dims) or math.prod(dims) > _MAX_ELEMENTS:
+        raise _Damaged(f"impossible array dimensions {dims}")
+    rest = elements[3:]
+    data = [e for e in rest if e[0] != _MI_MATRIX]
+    nested = [e for e in rest if e[0] == _MI_MATRIX]
+    expected = _expected_parts(matrix_class, is_complex, math.prod(dims), data, buffer, order)
+    if expected is not None and (len(data), len(nested)) != expected:
+        raise _Damaged(f"a matrix of class {matrix_class} with dims {dims} holds {len(data)} data elements and "
+                       f"{len(nested)} nested matrices, not {expected[0]} and {expected[1]}")
+    for _, count, start in nested:
+        _walk_matrix(buffer, start, start + count, order, None, top=False)
+
+
+def _expected_parts(matrix_class: int, is_complex: bool, size: int, data: list[tuple[int, int, int]], buffer: Any,
+                    order: str) -> tuple[int, int] | None:
+    """(data elements, nested matrices) a matrix of ``matrix_class`` holds after its name (None: not checked)."""
+    if 6 <= matrix_class <= 15:  # numeric: real part, imaginary part when complex
+        return 1 + is_complex, 0
+    if matrix_class == 4:  # char
+        return 1, 0
+    if matrix_class == 5:  # sparse: row indices, column starts, real (and imaginary) values
+        return 3 + is_complex, 0
+    if matrix_class == 1:  # cell: one matrix per entry
+        return 0, size
+    if matrix_class in (2, 3):  # struct (object: a class name first): field name length, names, then the values
+        skip = 1 if matrix_class == 3 else 0
+        if len(data) < 2 + skip or data[skip][1] < 4:
+            raise _Damaged("a struct lacks its field names")
+        name_length = struct.unpack_from(order + "i", buffer, data[skip][2])[0]
+        fields = data[skip + 1][1] // name_length if name_length > 0 else 0
+        return 2 + skip, size * fields
+    return None  # function handles and opaque objects: their layout is scipy's business
 
 
 def _short(exc: BaseException) -> str:
@@ -345,6 +492,8 @@ def _float_matrix(value: Any, name: str, path: Path) -> np.ndarray:
     if not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
         raise DataError(f"{path}: {name} holds {bad} NaN/inf values; re-download or regenerate the file")
+    if np.abs(array).max(initial=0.0) > np.finfo(np.float32).max:  # would turn into inf in float32 / in norms
+        raise DataError(f"{path}: {name} holds values beyond the float32 range; re-download or regenerate the file")
     return array
 
 
@@ -363,9 +512,9 @@ def _to_index(value: Any, name: str, num_images: int, path: Path, one_based: boo
     array = np.asarray(value).ravel()
     if array.dtype.kind not in "fiu" or (array.dtype.kind == "f" and not np.all(np.isfinite(array))):
         raise DataError(f"{path}: {name}_loc must hold integer image indices, got {array.dtype}; re-download it")
-    index = array.astype(np.int64)
-    if array.dtype.kind == "f" and not np.array_equal(index, array):
+    if array.dtype.kind == "f" and not np.array_equal(np.trunc(array), array):
         raise DataError(f"{path}: {name}_loc holds non-integer indices; re-download it")
+    index = _as_int64(array)
     if one_based:
         index = index - 1
     if index.size and (index.min() < 0 or index.max() >= num_images):
@@ -435,13 +584,26 @@ def _labels(value: Any, path: Path, one_based: bool) -> np.ndarray:
     array = np.asarray(value).ravel()
     if array.dtype.kind not in "fiu" or (array.dtype.kind == "f" and not np.all(np.isfinite(array))):
         raise DataError(f"{path}: labels must be integer class ids, got {array.dtype}; re-download it")
-    labels = array.astype(np.int64)
+    if array.dtype.kind == "f" and not np.array_equal(np.trunc(array), array):
+        raise DataError(f"{path}: labels holds non-integer class ids; re-download it")
+    labels = _as_int64(array)
     return labels - 1 if one_based else labels
 
 
-def _check_meta_locs(meta_locs: Mapping[str, Any], locs: Mapping[str, np.ndarray], directory: Path) -> None:
+def _as_int64(array: np.ndarray) -> np.ndarray:
+    """Integral values as int64; magnitudes beyond 2**62 (never a valid index) are clipped there, not wrapped."""
+    if array.dtype.kind == "f":
+        array = np.clip(array, -(2**62), 2**62)
+    elif array.dtype == np.uint64:
+        array = np.minimum(array, np.uint64(2**62))
+    return array.astype(np.int64)
+
+
+def _check_meta_locs(meta_locs: Mapping[str, Any], locs: Mapping[str, np.ndarray], num_images: int,
+                     directory: Path) -> None:
+    path = directory / RES101_META
     for name, value in meta_locs.items():
-        if name in locs and not np.array_equal(np.asarray(value).ravel().astype(np.int64), locs[name]):
+        if name in locs and not np.array_equal(_to_index(value, name, num_images, path, one_based=False), locs[name]):
             raise DataError(f"{directory / RES101_META}: {name}_loc differs from {ATT_SPLITS}; the files come from "
                             "different releases, re-create res101_meta.npz from the matching res101.mat")
 
@@ -462,6 +624,11 @@ def _check_disjoint(locs: Mapping[str, np.ndarray], path: Path) -> None:
 
 
 def _check_classes(labels, locs, seen, unseen, class_names, path: Path) -> None:
+    for name, classes in (("trainval", seen), ("test_unseen", unseen)):
+        if not classes.size:
+            kind = "seen" if name == "trainval" else "unseen"
+            raise DataError(f"{path}: split {name!r} is empty, so there are no {kind} classes; "
+                            "re-download or regenerate the split file")
     test_seen_classes = np.unique(labels[locs["test_seen"]])
     orphan = np.setdiff1d(test_seen_classes, seen)
     if orphan.size:
@@ -471,6 +638,20 @@ def _check_classes(labels, locs, seen, unseen, class_names, path: Path) -> None:
     if both.size:
         raise DataError(f"{path}: class {class_names[int(both[0])]!r} (and {both.size - 1} more) has images in "
                         "both trainval and test_unseen; unseen classes must not be trained on, fix the split")
+    # every class is seen or unseen: one without images would silently drop out of every metric
+    orphan = np.setdiff1d(np.arange(len(class_names)), np.union1d(seen, unseen))
+    if orphan.size:
+        raise DataError(f"{path}: class {class_names[int(orphan[0])]!r} (and {orphan.size - 1} more) has no image in "
+                        "trainval or test_unseen, so it is neither seen nor unseen; re-download or regenerate the "
+                        "split files")
+
+
+def _check_attribute_rows(class_attributes: np.ndarray, class_names: Sequence[str], path: Path) -> None:
+    """Every class needs a non-zero attribute vector: an all-zero one has no direction to match images to."""
+    empty = np.flatnonzero(~np.any(class_attributes > 0, axis=1))
+    if empty.size:
+        raise DataError(f"{path}: class {class_names[int(empty[0])]!r} (and {empty.size - 1} more) has an all-zero "
+                        "attribute vector in original_att; re-download or regenerate the file")
 
 
 # --------------------------------------------------------------------------- image paths
@@ -545,7 +726,7 @@ def read_attribute_groups(directory: Path, num_attributes: int) -> dict[str, lis
         raise DataError(f'{path} must hold {{"groups": {{name: [attribute indices]}}}}; fix or remove it')
     out: dict[str, list[int]] = {}
     for name, members in groups.items():
-        if not all(isinstance(i, int) and 0 <= i < num_attributes for i in members):
+        if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < num_attributes for i in members):
             raise DataError(f"{path}: group {name!r} has indices outside 0..{num_attributes - 1} "
                             "(they must be 0-based attribute rows); fix or remove the file")
         out[str(name)] = [int(i) for i in members]

@@ -80,18 +80,12 @@ def load_run_data(cfg: Config, console=None) -> RunData:
 def _decode(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
-    from zslbench.errors import DataError
+    from zslbench.data.images import decode_image  # one place maps missing/damaged/unusable images to DataError
 
-    try:
-        with Image.open(path) as img:
-            img = img.convert("RGB")
-            if img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            return np.asarray(img, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"image {path} is missing; run `zslbench data check` to list every missing file") from None
-    except OSError as exc:
-        raise DataError(f"image {path} cannot be decoded ({exc}); re-fetch or regenerate the dataset") from None
+    img = decode_image(path)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
 
 
 def decode_images(paths: list[Path], size: int, threads: int = 0) -> torch.Tensor:
