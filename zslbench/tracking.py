@@ -48,7 +48,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 from zslbench import PROTOCOL_VERSION, __version__
@@ -147,19 +147,105 @@ def absolute_sqlite_uri(uri: str) -> str:
 UNREACHABLE_HINT = "start it, fix --tracking-uri (or $MLFLOW_TRACKING_URI), or use --set track.enabled=false"
 
 
+#: Store schemes MLflow itself supports (``postgresql+psycopg://`` counts as ``postgresql``); packages
+#: may add more through the ``mlflow.tracking_store`` entry point group.
+MLFLOW_STORE_SCHEMES = ("", "file", "sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks",
+                        "databricks-uc", "uc")
+#: Default ports of the database servers a store URI may name (to test the connection before MLflow
+#: does: MLflow retries an unreachable database for about 100 s).
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306}  # (an mssql "host" may be an ODBC data source name)
+
+
 def check_reachable(uri: str, timeout: float = 3.0, hint: str = UNREACHABLE_HINT) -> None:
     """Fail fast, with one clear :class:`UserError` line, when the store at ``uri`` cannot be used.
 
-    ``http(s)://``: the server must answer ``/health`` (or the experiments search endpoint)
-    within ``timeout`` seconds. ``sqlite:``: the database's directory must exist and be
-    writable. Other stores (``file:``, databases) are checked when first opened. ``hint``: what
-    the message of an unreachable server tells the user to do.
+    The scheme must be one MLflow can open. ``http(s)://``: the server must answer ``/health`` (or
+    the experiments search endpoint) within ``timeout`` seconds. ``sqlite:``: the database's
+    directory must exist and be writable. ``postgresql:``/``mysql:`` with a host: it must
+    accept a TCP connection within ``timeout`` seconds. Other stores (``file:``) are checked when first
+    opened. ``hint``: what the message of an unreachable server tells the user to do.
+
+    >>> check_reachable("bogus://x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    zslbench.errors.UserError: MLflow tracking store bogus://x could not be used (unsupported scheme 'bogus'; ...
     """
-    scheme = urlsplit(uri).scheme.lower()
+    scheme = _store_scheme(uri)
+    if scheme not in MLFLOW_STORE_SCHEMES and scheme not in _plugin_store_schemes():
+        raise _unusable_store(uri, f"unsupported scheme {scheme!r}; MLflow stores are file:, sqlite:, postgresql:, "
+                                   "mysql:, mssql:, http(s): and databricks URIs or a plain folder")
     if scheme in ("http", "https"):
         _check_http(uri, timeout, hint)
-    elif scheme.startswith("sqlite"):
+    elif scheme == "sqlite":
         _check_sqlite(uri)
+    elif scheme in DATABASE_PORTS:
+        _check_database_server(uri, DATABASE_PORTS[scheme], timeout)
+
+
+def _store_scheme(uri: str) -> str:
+    """The store kind of ``uri`` as MLflow picks it: the scheme without a SQLAlchemy driver
+    (``postgresql+psycopg`` → ``postgresql``); "" for a plain path.
+
+    >>> _store_scheme("postgresql+psycopg://u@db/x"), _store_scheme("/data/mlruns"), _store_scheme("databricks")
+    ('postgresql', '', 'databricks')
+    """
+    if uri in ("databricks", "databricks-uc", "uc"):  # MLflow accepts these bare profile names
+        return uri
+    scheme = urlsplit(uri).scheme.lower()
+    if len(scheme) == 1:  # a Windows drive letter: a plain path
+        return ""
+    return scheme.split("+", 1)[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _plugin_store_schemes() -> frozenset[str]:
+    """Schemes that installed packages add to MLflow (``mlflow.tracking_store`` entry points)."""
+    return frozenset(entry.name for entry in importlib.metadata.entry_points(group="mlflow.tracking_store"))
+
+
+def _unusable_store(uri: str, reason: str) -> UserError:
+    return UserError(f"MLflow tracking store {mask_credentials(uri)} could not be used ({mask_credentials(reason)}); "
+                     "check --tracking-uri (or $MLFLOW_TRACKING_URI), or use --set track.enabled=false")
+
+
+def _check_database_server(uri: str, default_port: int, timeout: float) -> None:
+    """A database server named by host must accept a TCP connection (a Unix socket is left to the driver).
+
+    >>> _check_database_server("postgresql:///db?host=/run/postgresql", 5432, 1.0)  # a socket: not tried
+    """
+    parts = urlsplit(uri)
+    try:
+        host, port = parts.hostname, parts.port or default_port
+    except ValueError as exc:  # a port that is no number
+        raise _unusable_store(uri, str(exc)) from None
+    if not host or "host=" in parts.query or "unix_socket=" in parts.query:
+        return
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        reason = _connection_failure_reason(exc, timeout)
+        raise UserError(f"MLflow tracking store {mask_credentials(uri)} is unreachable ({mask_credentials(reason)}); "
+                        "start the database server, fix --tracking-uri (or $MLFLOW_TRACKING_URI), "
+                        "or use --set track.enabled=false") from None
+
+
+@contextlib.contextmanager
+def store_errors(uri: str) -> Iterator[None]:
+    """Report a store that fails while it is opened or read as one :class:`UserError` line, as
+    :meth:`Tracker.open` does: MLflow's own errors, ``OSError``, a missing database driver, and the
+    database drivers' errors, which database stores raise unwrapped."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (OSError, ImportError) as exc:
+        raise _store_error(uri, exc) from exc
+    except Exception as exc:
+        from mlflow.exceptions import MlflowException
+
+        if isinstance(exc, MlflowException) or type(exc).__module__.split(".")[0] in _STORE_ERROR_MODULES:
+            raise _store_error(uri, exc) from exc
+        raise
 
 
 def _unreachable(uri: str, reason: str, hint: str = UNREACHABLE_HINT) -> UserError:
@@ -319,8 +405,14 @@ def _environment_snapshot() -> list[tuple[str, str]]:
 
 
 def _secret_env_values() -> list[str]:
+    return _secret_values_of(tuple(_environment_snapshot()))
+
+
+@functools.lru_cache(maxsize=8)
+def _secret_values_of(environment: tuple[tuple[str, str], ...]) -> list[str]:
+    # cached per environment: params are masked one by one, hundreds per run
     # PWD/OLDPWD are the shell's working directories, not passwords
-    values = [value for name, value in _environment_snapshot()
+    values = [value for name, value in environment
               if name not in ("PWD", "OLDPWD") and is_secret_name(name) and len(value) >= 6]
     return sorted(set(values), key=len, reverse=True)  # longest first: no partial leftovers
 
@@ -450,8 +542,7 @@ _STORE_ERROR_MODULES = ("sqlalchemy", "psycopg", "psycopg2", "pymysql", "request
 
 def _store_error(uri: str, exc: Exception) -> UserError:
     reason = mask_credentials(f"{type(exc).__name__}: {exc}".splitlines()[0])
-    return UserError(f"MLflow tracking store {mask_credentials(uri)} could not be used ({_limit(reason, 300)}); "
-                     "check --tracking-uri (or $MLFLOW_TRACKING_URI), or use --set track.enabled=false")
+    return _unusable_store(uri, _limit(reason, 300))
 
 
 @contextlib.contextmanager
@@ -1045,5 +1136,5 @@ def find_finished_run(experiment: str, tags: Mapping[str, Any], *, tracking_uri:
 __all__ = [
     "DEFAULT_TRACKING_URI", "HTTP_POLICY", "PARENT_RUN_ENV", "NullTracker", "Tracker", "check_reachable",
     "find_finished_run", "find_runs", "git_state", "http_policy", "is_secret_name", "mask_credentials",
-    "resolve_tracking_uri", "standard_tags",
+    "resolve_tracking_uri", "standard_tags", "store_errors",
 ]

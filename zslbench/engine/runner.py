@@ -17,6 +17,7 @@ from zslbench.engine.faults import fault_point
 from zslbench.errors import RunStopped, TrainingDiverged, UserError
 
 RESOLVED = "resolved.yaml"
+FLUSH_SECONDS = 10.0  # epoch metrics reach MLflow at least this often (and when the run ends)
 FINAL = "final.json"
 JSON_KEYS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "gamma_policy", "selection", "ausuc", "epochs",
              "seed", "run_id", "model", "dataset", "ablations")
@@ -111,10 +112,16 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     split = data.split
     sets = EvalSets(split.split("test_seen"), split.split("test_unseen"))
 
+    last_flush = [time.monotonic()]
+
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         fault_point("metrics_log")
         tracker.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()}, step=epoch)
-        tracker.flush()
+        # Batched writes: short epochs would otherwise pay a store round trip each. Nothing is lost by
+        # waiting: the checkpoint holds every epoch's metrics and a resumed run re-sends missing ones.
+        if time.monotonic() - last_flush[0] >= FLUSH_SECONDS:  # the rest goes with the final metrics
+            tracker.flush()
+            last_flush[0] = time.monotonic()
         if epoch_callback is not None:
             epoch_callback(epoch, metrics)
 
