@@ -392,25 +392,13 @@ def with_port(*args: str) -> Build:
     return lambda ctx: [a.format(port=ctx.port, tmp=ctx.tmp) for a in args]
 
 
-def xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-CLICK_USAGE = xfail("cli.main only catches click.ClickException, but typer 0.29 raises its vendored "
-                    "typer._click exceptions: usage errors escape as a traceback with exit code 1")
-
-REAPER = xfail("engine.liveness.reap_dead_runs (called by run_seeds right after check_reachable) opens an "
-               "MlflowClient without mapping store errors to UserError: they escape as a traceback, exit code 1")
-
 # --------------------------------------------------------------------------- the table
 HUGE = "9" * 400
 CASES = [
     # ---- CLI: options and names
-    pytest.param(argv("run", "--bogus-option"), r"No such option: --bogus-option", id="cli-unknown-option",
-                 marks=CLICK_USAGE),
-    pytest.param(argv("run", "--seed", "abc", "--dry-run"), r"Invalid value for '--seed'", id="cli-ill-typed-option",
-                 marks=CLICK_USAGE),
-    pytest.param(argv("nosuchcommand"), r"No such command 'nosuchcommand'", id="cli-unknown-command", marks=CLICK_USAGE),
+    pytest.param(argv("run", "--bogus-option"), r"No such option: --bogus-option", id="cli-unknown-option"),
+    pytest.param(argv("run", "--seed", "abc", "--dry-run"), r"Invalid value for '--seed'", id="cli-ill-typed-option"),
+    pytest.param(argv("nosuchcommand"), r"No such command 'nosuchcommand'", id="cli-unknown-command"),
     pytest.param(dry("--dataset", "IMAGENET"), r"unknown dataset 'IMAGENET'; valid choices: synth, CUB, AWA2, SUN",
                  id="unknown-dataset"),
     pytest.param(dry("--model", "resnet"), r"unknown model 'resnet'; valid choices: apn, svip, transzero, vit",
@@ -457,6 +445,8 @@ CASES = [
                  id="set-negative-workers"),
     pytest.param(dry("--set", "data.image_size=-5"), r"data\.image_size must be non-negative", id="set-negative-image-size"),
     pytest.param(dry("--set", "model.img_size=40"), r"40/8 gives an odd patch grid", id="set-odd-patch-grid"),
+    pytest.param(dry("--set", "model.img_size=100000000"), r"model\.img_size must be at most 4096 pixels, got 100000000",
+                 id="set-huge-image-size"),
     pytest.param(dry("--set", "model.depth=-1"), r"model\.depth must be 0 \(the backbone's own value\) or positive",
                  id="set-negative-depth"),
     pytest.param(dry("--set", "model.keep=0"), r"model\.keep must be at least 1, got 0", id="set-zero-keep"),
@@ -639,19 +629,17 @@ CASES = [
                  r"MLflow tracking server http://127\.0\.0\.1:\d+ is unreachable \(Connection refused\)",
                  id="run-tracking-unreachable"),
     pytest.param(good_run("--set", "track.enabled=true", "--tracking-uri", "bogus://x"),
-                 r"MLflow tracking store bogus://x could not be used", id="run-tracking-malformed", marks=REAPER),
+                 r"MLflow tracking store bogus://x could not be used", id="run-tracking-malformed"),
     pytest.param(good_run("--set", "track.enabled=true", "--tracking-uri", "sqlite:///{tmp}/absent/mlflow.db"),
                  r"MLflow store sqlite:///.*absent/mlflow\.db cannot be created: directory '.*absent' does not exist",
                  id="run-tracking-sqlite-folder-missing"),
     pytest.param(good_run("--set", "track.enabled=true", "--tracking-uri", "postgresql://u:pw@127.0.0.1:{port}/db"),
                  r"MLflow tracking (store|server) postgresql://u:\*\*\*@127\.0\.0\.1:\d+/db (could not be used|is "
-                 r"unreachable) \((?!FileNotFoundError)", id="run-tracking-postgres-unreachable", marks=REAPER),
+                 r"unreachable) \((?!FileNotFoundError)", id="run-tracking-postgres-unreachable"),
     pytest.param(with_port("table", "main", "--tracking-uri", "http://127.0.0.1:{port}"),
                  r"MLflow tracking server http://127\.0\.0\.1:\d+ is unreachable", id="table-tracking-unreachable"),
     pytest.param(argv("table", "main", "--tracking-uri", "bogus://x"), r"tracking store bogus://x could not be used",
-                 id="table-tracking-malformed",
-                 marks=xfail("results.frames.experiment_names lets MLflow's UnsupportedModelRegistryStoreURIException "
-                             "escape: traceback, exit code 1")),
+                 id="table-tracking-malformed"),
     # ---- sweeps: names and Optuna storage URLs
     pytest.param(argv("sweep", "bogus"), r"unknown search space 'bogus'; valid choices: all, ", id="sweep-unknown-space"),
     pytest.param(argv("sweep", "temperature", "--metric", "foo"), r"unknown metric 'foo'", id="sweep-unknown-metric"),
@@ -686,22 +674,15 @@ CASES = [
                  r"writing the synthetic benchmark under '.*data' failed \((Permission denied|Operation not permitted)\)",
                  id="synth-read-only-root"),
     pytest.param(embed_into_read_only, r"(cannot write|not writable|read-only).*attribute_w2v\.npy|"
-                 r"attribute_w2v\.npy.*(Permission denied|Operation not permitted)", id="embed-read-only-dataset",
-                 marks=xfail("data.embed.save_npy_atomic lets PermissionError escape: traceback, exit code 1")),
+                 r"attribute_w2v\.npy.*(Permission denied|Operation not permitted)", id="embed-read-only-dataset"),
     pytest.param(fetch_into_read_only, r"(Permission denied|Operation not permitted|not writable)",
-                 id="fetch-read-only-root",
-                 marks=xfail("data.fetch.unpack (tempfile.mkdtemp in the data root) lets PermissionError escape: "
-                             "traceback, exit code 1")),
+                 id="fetch-read-only-root"),
     # ---- full disk
     pytest.param(lambda ctx: synth_over_earlier(ctx, fsize=2_000),
                  r"writing the synthetic benchmark under '.*data' failed \(File too large\); free disk space",
                  id="synth-disk-full"),
-    pytest.param(run_on_full_disk, r"runs/[0-9a-f]{32}.*(File too large|No space|disk)", id="run-disk-full",
-                 marks=xfail("engine.checkpoint._atomic_write lets the failed write escape (RuntimeError from "
-                             "torch.save's zip writer, or OSError): traceback, exit code 1")),
-    pytest.param(table_to_full_disk, r"main\.md.*(File too large|No space|disk)", id="table-out-disk-full",
-                 marks=xfail("results.report.write_text_atomic (used by `table --out`) lets OSError(EFBIG/ENOSPC) "
-                             "escape: traceback, exit code 1")),
+    pytest.param(run_on_full_disk, r"runs/[0-9a-f]{32}.*(File too large|No space|disk)", id="run-disk-full"),
+    pytest.param(table_to_full_disk, r"main\.md.*(File too large|No space|disk)", id="table-out-disk-full"),
 ]
 
 

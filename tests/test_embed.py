@@ -162,7 +162,7 @@ def test_save_is_atomic_and_refuses_to_overwrite_a_different_file(tmp_path: Path
         raise OSError("disk full")
 
     monkeypatch.setattr(np, "save", broken_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DataError, match="disk full"):
         save_npy_atomic(out, second, force=True)
     monkeypatch.undo()
     np.testing.assert_array_equal(np.load(out), first)  # the old file is intact

@@ -394,8 +394,17 @@ def _switch_model(current: ModelConfig, name: str) -> ModelConfig:
     return new
 
 
+#: The largest image side a config may ask for (the models use 224 or 448): one image of a larger
+#: side takes gigabytes, and building the backbone for it fails deep inside timm.
+MAX_IMAGE_SIZE = 4096
+
+
 def validate(cfg: Config) -> None:
     m = cfg.model
+    for key, size in (("model.img_size", getattr(m, "img_size", 0)), ("data.image_size", cfg.data.image_size)):
+        if size > MAX_IMAGE_SIZE:
+            raise ConfigError(f"{key} must be at most {MAX_IMAGE_SIZE} pixels, got {size}; "
+                              "the models are built for 224 (or 448)")
     if isinstance(m, ViTBackbone):
         if m.img_size <= 0:
             raise ConfigError(f"model.img_size must be positive, got {m.img_size}")

@@ -87,6 +87,7 @@ class APN(nn.Module):
     """APN-style model on images (module docstring; config: ``APNConfig``)."""
 
     input_kind = "image"
+    image_recipe = "resize_crop"  # BASELINES.md §3: Resize(256) → CenterCrop(224), training and test alike
 
     def __init__(self, cfg: Any, info: DatasetInfo):
         super().__init__()

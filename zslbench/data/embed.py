@@ -255,7 +255,8 @@ def save_npy_atomic(path: str | Path, array: np.ndarray, force: bool = False) ->
     """Write ``array`` to ``path`` (.npy) via a temporary file and a rename.
 
     Returns ``"written"``, or ``"unchanged"`` when ``path`` already holds the same array. A
-    different existing file is replaced only with ``force`` (else :class:`UserError`).
+    different existing file is replaced only with ``force`` (else :class:`UserError`); a failed write
+    (read-only folder, full disk) is a :class:`DataError` and leaves ``path`` as it was.
     """
     path = Path(path).expanduser()
     if path.exists():
@@ -264,14 +265,18 @@ def save_npy_atomic(path: str | Path, array: np.ndarray, force: bool = False) ->
         if not force:
             raise UserError(f"{path} exists and differs from the new vectors; pass --force to replace it "
                             "or --out to write elsewhere")
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(temporary, "xb") as handle:
             np.save(handle, array)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except OSError as exc:  # a read-only folder or a full disk
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise DataError(f"cannot write {path} ({reason}); make its folder writable or free disk space, "
+                        "or pass --out to write elsewhere") from exc
     finally:
         temporary.unlink(missing_ok=True)
     return "written"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from zslbench.data.xlsa17 import RES101, SplitInfo
+from zslbench.data.xlsa17 import RES101, SplitInfo, check_mat_elements
 from zslbench.errors import DataError
 
 
@@ -23,6 +23,7 @@ from zslbench.errors import DataError
 def _feature_matrix(path: str, num_images: int) -> torch.Tensor:
     import scipy.io
 
+    check_mat_elements(Path(path), ["features"])  # a damaged element tag crashes scipy's reader (SIGSEGV)
     try:
         mat = scipy.io.loadmat(path, variable_names=["features"])
     except Exception as exc:

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from zslbench.errors import UserError, unknown_name
+from zslbench.errors import DataError, UserError, unknown_name
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,20 @@ def fetch(name: str, data_root: str | Path, *, url: str | None = None, sha256: s
     size, sha, md5 = (None, _valid_sha256(sha256), None) if sha256 is not None else (source.size, source.sha256,
                                                                                    source.md5)
     root = Path(data_root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _root_not_writable(root, exc) from None
     location = url or source.url
     local = local_path(location)
     if local is not None:
         archive = _verified_local(local, source, size, sha, md5, console)
     else:
         downloads = root / DOWNLOADS
-        downloads.mkdir(exist_ok=True)
+        try:
+            downloads.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise _root_not_writable(root, exc) from None
         try:
             archive = download(location, downloads / (_filename_from_url(location) or source.filename),
                                expected_size=size, sha256=sha, md5=md5, retries=retries, backoff_s=backoff_s,
@@ -432,7 +438,10 @@ def unpack(archive: Path, source: Source, data_root: Path, force: bool = False,
     Everything is unpacked into a temporary folder inside ``data_root`` first and moved into place
     only when the whole archive was read and checked; see :func:`install`.
     """
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=data_root))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=data_root))
+    except OSError as exc:  # a read-only data root: nothing was written
+        raise _root_not_writable(data_root, exc) from None
     try:
         raw, arranged = staging / "raw", staging / "out"
         raw.mkdir()
@@ -455,8 +464,15 @@ def unpack(archive: Path, source: Source, data_root: Path, force: bool = False,
             raise _DamagedArchive(f"{archive.name} holds none of the expected paths ({wanted}); "
                                   f"it is not the {source.name} archive")
         return install(arranged, data_root, force=force, trash=staging / "trash")
+    except OSError as exc:  # arranging or moving into place: a full disk, a read-only dataset folder
+        raise _root_not_writable(data_root, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _root_not_writable(root: Path, exc: OSError) -> DataError:
+    return DataError(f"cannot write into the data root {root} ({exc.strerror or _describe(exc)}); fix its "
+                     "permissions or free disk space, or pass another --data-root")
 
 
 def _is_tar(path: Path) -> bool:

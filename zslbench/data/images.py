@@ -61,8 +61,14 @@ def resize_size(image_size: int) -> int:
     return int(math.floor(image_size * 256 / 224))
 
 
-def build_transform(dataset: str, train: bool, image_size: int) -> DatasetTransform:
-    """The SVIP.md §7 transform of ``dataset`` (train or test) for ``image_size`` × ``image_size`` inputs.
+#: Per-model image recipes: ``dataset`` = the dataset's SVIP.md §7 transforms; ``resize_crop`` =
+#: Resize(256/224·s) → CenterCrop(s) for training and test alike, no augmentation (APN, BASELINES.md §3).
+RECIPES = ("dataset", "resize_crop")
+
+
+def build_transform(dataset: str, train: bool, image_size: int, recipe: str = "dataset") -> DatasetTransform:
+    """The SVIP.md §7 transform of ``dataset`` (train or test) for ``image_size`` × ``image_size`` inputs,
+    or the model's own ``recipe`` (see :data:`RECIPES`; synthetic images always keep their own).
 
     >>> build_transform("CUB", train=False, image_size=64).image_size
     64
@@ -70,7 +76,9 @@ def build_transform(dataset: str, train: bool, image_size: int) -> DatasetTransf
     if image_size <= 0:
         raise DataError(f"image_size must be positive, got {image_size}; set data.image_size or model.img_size")
     resize = resize_size(image_size)
-    if is_synthetic(dataset):
+    if recipe == "resize_crop" and not is_synthetic(dataset):
+        steps = [T.Resize(resize), T.CenterCrop(image_size)]
+    elif is_synthetic(dataset):
         steps: list[Callable] = [_ResizeIfNeeded(image_size)]
         if train:
             steps.append(T.RandomHorizontalFlip())
@@ -120,6 +128,33 @@ def prepare_image(image: Image.Image, dataset: str, image_size: int | None) -> I
     # the same arithmetic as torchvision's Resize(int), so its later resize is a no-op
     size = (target, int(target * height / width)) if width <= height else (int(target * width / height), target)
     return image.resize(size, Image.Resampling.BILINEAR)
+
+
+def cacheable_geometry(dataset: str, train: bool, recipe: str = "dataset") -> tuple[str, bool] | None:
+    """``(geometry, flip)`` when the transform is a fixed geometry (``squash`` = Resize((s, s)),
+    ``resize_crop`` = Resize → CenterCrop) followed at most by a random horizontal flip, so decoded
+    images can be kept in memory and flipped per batch; None when it draws other random numbers
+    (SUN's RandomResizedCrop), which needs the per-image pipeline.
+
+    >>> cacheable_geometry("CUB", train=True), cacheable_geometry("SUN", train=True)
+    (('resize_crop', True), None)
+    """
+    if is_synthetic(dataset):
+        return "squash", train
+    if recipe == "resize_crop" or not train:
+        return "resize_crop", False
+    if dataset == "AWA2":
+        return "squash", False
+    if dataset == "SUN":
+        return None
+    return "resize_crop", True
+
+
+def apply_geometry(image: Image.Image, geometry: str, image_size: int) -> Image.Image:
+    """The deterministic part of a transform (see :func:`cacheable_geometry`), exactly as torchvision does it."""
+    if geometry == "squash":
+        return image if image.size == (image_size, image_size) else T.functional.resize(image, [image_size, image_size])
+    return T.functional.center_crop(T.functional.resize(image, resize_size(image_size)), image_size)
 
 
 def decode_image(path: str | Path) -> Image.Image:

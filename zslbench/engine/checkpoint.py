@@ -16,9 +16,16 @@ from zslbench.errors import UserError
 
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call ``write(handle)`` on a temp file beside ``path``, fsync, then rename it over ``path``:
-    readers see the old file or the new one, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    readers see the old file or the new one, never a torn one.
+
+    A write the disk refuses (full disk, read-only folder) is a one-line :class:`UserError`; the
+    temp file is removed and ``path`` keeps its old content.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_failed(path, exc) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -26,10 +33,32 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             os.fsync(handle.fileno())
         fault_point("atomic_write")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        failure = _disk_failure(exc)
+        if failure is not None:
+            raise _write_failed(path, failure) from exc
         raise
+
+
+def _disk_failure(exc: BaseException) -> OSError | None:
+    """The ``OSError`` behind a failed write: ``exc`` itself, or the one on its context chain when
+    ``torch.save``'s zip writer turned it into a ``RuntimeError`` ("unexpected pos"); else None."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen
+        if not isinstance(seen, RuntimeError):  # only the zip writer's wrapper hides a write error
+            return None
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _write_failed(path: Path, exc: OSError) -> UserError:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return UserError(f"cannot write {path} ({reason}); free disk space or fix the folder's permissions, "
+                     "then try again")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

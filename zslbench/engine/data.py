@@ -77,22 +77,18 @@ def load_run_data(cfg: Config, console=None) -> RunData:
 
 
 # ------------------------------------------------------------------------- batch sources
-def _decode(path: Path, size: int) -> np.ndarray:
-    from PIL import Image
+def _decode(path: Path, size: int, geometry: str = "squash") -> np.ndarray:
+    # one place maps missing/damaged/unusable images to DataError
+    from zslbench.data.images import apply_geometry, decode_image
 
-    from zslbench.data.images import decode_image  # one place maps missing/damaged/unusable images to DataError
-
-    img = decode_image(path)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR)
-    return np.asarray(img, dtype=np.uint8)
+    return np.asarray(apply_geometry(decode_image(path), geometry, size), dtype=np.uint8)
 
 
-def decode_images(paths: list[Path], size: int, threads: int = 0) -> torch.Tensor:
+def decode_images(paths: list[Path], size: int, threads: int = 0, geometry: str = "squash") -> torch.Tensor:
     """Decode and resize ``paths`` into one uint8 tensor [N, 3, size, size] (PIL releases the GIL)."""
     threads = threads or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(threads) as pool:
-        arrays = list(pool.map(lambda p: _decode(p, size), paths))
+        arrays = list(pool.map(lambda p: _decode(p, size, geometry), paths))
     if not arrays:
         return torch.zeros((0, 3, size, size), dtype=torch.uint8)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
@@ -204,24 +200,26 @@ def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, d
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
     shuffle = train and cfg.train.quirks != "reference"  # the reference loader is not shuffled
     drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
-    if cfg.data.cache_images and (cfg.data.dataset == "synth" or len(indices) <= 20000):
-        images = _cached_images(data, indices)
-        return MemoryBatches(images, labels, indices, lookup[labels], batch_size, train, shuffle, drop_last,
-                             flip=cfg.data.dataset in ("synth", "CUB", "SUN"))
-    from zslbench.data.images import ImageDataset, build_transform
+    from zslbench.data.images import ImageDataset, build_transform, cacheable_geometry
 
-    transform = build_transform(cfg.data.dataset, train, data.image_size)
+    recipe = getattr(MODELS.get(cfg.model.name), "image_recipe", "dataset")
+    plan = cacheable_geometry(cfg.data.dataset, train, recipe)
+    if cfg.data.cache_images and plan is not None and (cfg.data.dataset == "synth" or len(indices) <= 20000):
+        geometry, flip = plan  # decoded once through the transform's fixed geometry, flipped per batch
+        images = _cached_images(data, indices, geometry)
+        return MemoryBatches(images, labels, indices, lookup[labels], batch_size, train, shuffle, drop_last, flip=flip)
+    transform = build_transform(cfg.data.dataset, train, data.image_size, recipe)
     dataset = ImageDataset(split, indices, transform, data.image_root)
     return LoaderBatches(dataset, torch.as_tensor(lookup), batch_size, train, shuffle, drop_last,
                          cfg.data.num_workers, pin_memory=device.type == "cuda")
 
 
-def _cached_images(data: RunData, indices: np.ndarray) -> torch.Tensor:
-    store = data.extra.setdefault("decoded", {})
+def _cached_images(data: RunData, indices: np.ndarray, geometry: str = "squash") -> torch.Tensor:
+    store = data.extra.setdefault("decoded", {}).setdefault(geometry, {})
     missing = [int(i) for i in indices if int(i) not in store]
     if missing:
         paths = [Path(data.split.image_path(i, data.image_root)) for i in missing]
-        decoded = decode_images(paths, data.image_size)
+        decoded = decode_images(paths, data.image_size, geometry=geometry)
         for position, i in enumerate(missing):
             store[i] = decoded[position]
     if len(indices) == 0:

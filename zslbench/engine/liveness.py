@@ -42,19 +42,22 @@ def is_alive(pid: int, started: str) -> bool:
 
 
 def reap_dead_runs(tracking_uri: str, experiment: str) -> list[str]:
-    """Mark KILLED the RUNNING runs of ``experiment`` whose process on this host is gone; their ids."""
+    """Mark KILLED the RUNNING runs of ``experiment`` whose process on this host is gone; their ids.
+
+    A store that cannot be opened or searched is a one-line :class:`~zslbench.errors.UserError`."""
     from mlflow import MlflowClient
 
-    from zslbench.tracking import store_lock
+    from zslbench.tracking import store_errors, store_lock
 
-    with store_lock(tracking_uri):  # the first use of a new sqlite store creates its schema: one process at a time
-        client = MlflowClient(tracking_uri=tracking_uri)
-        found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return []
     host = socket.gethostname().replace("'", "")
-    runs = client.search_runs([found.experiment_id], f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
-                              max_results=1000)
+    with store_errors(tracking_uri):
+        with store_lock(tracking_uri):  # the first use of a new sqlite store creates its schema: one process at a time
+            client = MlflowClient(tracking_uri=tracking_uri)
+            found = client.get_experiment_by_name(experiment)
+        if found is None:
+            return []
+        runs = client.search_runs([found.experiment_id],
+                                  f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'", max_results=1000)
     reaped = []
     for run in runs:
         tags = run.data.tags

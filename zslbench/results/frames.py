@@ -87,22 +87,24 @@ def load_runs(experiment: str, tracking_uri: str = "") -> pl.DataFrame:
 
 
 def experiment_names(tracking_uri: str = "") -> list[str]:
-    """Names of the active experiments of the store (sorted)."""
+    """Names of the active experiments of the store (sorted); a store that cannot be opened or read
+    is a one-line :class:`UserError`."""
     from mlflow import MlflowClient
 
-    from zslbench.tracking import check_reachable, resolve_tracking_uri
+    from zslbench.tracking import check_reachable, resolve_tracking_uri, store_errors
 
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
-    client = MlflowClient(tracking_uri=uri)
     names: list[str] = []
     token = None
-    while True:
-        page = client.search_experiments(max_results=1000, page_token=token)
-        names.extend(e.name for e in page)
-        token = page.token
-        if not token:
-            return sorted(names)
+    with store_errors(uri):
+        client = MlflowClient(tracking_uri=uri)
+        while True:
+            page = client.search_experiments(max_results=1000, page_token=token)
+            names.extend(e.name for e in page)
+            token = page.token
+            if not token:
+                return sorted(names)
 
 
 def require_experiment(experiment: str, tracking_uri: str = "") -> None:
