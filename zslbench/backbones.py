@@ -125,7 +125,7 @@ def load_pretrained(model: "VisionTransformer", path: str) -> None:
     if not file.is_file():
         raise UserError(f"pretrained weights {str(file)!r} do not exist; set model.pretrained to a state-dict or "
                         ".safetensors file, to 'hub', or to '' for random init")
-    state = _read_state_dict(file)
+    state = read_state_dict(file)
     state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist.", "fc_norm.", "pre_logits."))}
     try:
         state = checkpoint_filter_fn(state, model)
@@ -143,7 +143,8 @@ def load_pretrained(model: "VisionTransformer", path: str) -> None:
                         "pass a state dict in timm's vit_base_patch16_224 layout")
 
 
-def _read_state_dict(file: Path) -> dict[str, Tensor]:
+def read_state_dict(file: Path) -> dict[str, Tensor]:
+    """A state dict of tensors from a weights-only torch file or a .safetensors file (wrappers unwrapped)."""
     try:
         if file.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zslbench.backbones import read_state_dict
 from zslbench.errors import ConfigError, UserError
 
 #: classifier / pre-logits keys a weights file may carry that a headless backbone lacks
@@ -86,7 +87,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     if not file.is_file():
         raise UserError(f"pretrained weights {str(file)!r} do not exist; set model.pretrained to a state-dict or "
                         ".safetensors file, to 'hub', or to '' for random init")
-    state = _read_state_dict(file)
+    state = read_state_dict(file)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
     try:
@@ -101,26 +102,6 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         kind = "lacks" if missing else "has unexpected"
         raise UserError(f"pretrained weights {str(file)!r} {kind} keys ({keys}, ...); pass a state dict of the "
                         "timm architecture named by model.backbone")
-
-
-def _read_state_dict(file: Path) -> dict[str, Tensor]:
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(file), device="cpu")
-        else:
-            state = torch.load(file, map_location="cpu", weights_only=True)  # never unpickle arbitrary objects
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read pretrained weights {str(file)!r} ({type(exc).__name__}); "
-                        "pass a torch state dict (weights only) or a .safetensors file") from None
-    for key in ("model", "state_dict"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UserError(f"pretrained weights {str(file)!r} hold no state dict of tensors; "
-                        "pass a torch state dict or a .safetensors file")
-    return state
 
 
 @lru_cache(maxsize=16)
