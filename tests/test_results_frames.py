@@ -83,3 +83,14 @@ def test_experiment_without_finished_runs_says_to_run_first(store) -> None:
 def test_method_labels() -> None:
     assert method_label("svip", "no_patch_selection") == "SVIP w/o SSPS"
     assert method_label("svip", "jsd,max_pool") == "SVIP +jsd +max_pool"
+
+
+def test_a_repeated_seed_counts_once_with_its_latest_run(store, capsys) -> None:
+    uri, _ = store
+    frame = load_runs("runs", uri).filter((pl.col("model") == "svip") & (pl.col("model.keep") == "12"))
+    rerun = frame.filter(pl.col("seed") == 1).with_columns(pl.lit("rerun").alias("run_id"), pl.lit(0.9).alias("gzsl_h"),
+                                                           (pl.col("start_time") + 1000).alias("start_time"))
+    grouped = aggregate(pl.concat([frame, rerun])).row(0, named=True)
+    assert grouped["n"] == 3 and grouped["seeds"] == [0, 1, 2] and "rerun" in grouped["run_ids"]
+    assert grouped["gzsl_h_mean"] == pytest.approx((0.40 + 0.9 + 0.51) / 3)
+    assert "repeat a seed" in capsys.readouterr().err

@@ -230,6 +230,7 @@ def aggregate(frame: pl.DataFrame, metrics: Sequence[str] = TABLE_METRICS,
     varying = varying_hyperparameters(frame)
     keys = list(by) if by is not None else [k for k in IDENTITY_KEYS if k in frame.columns] + varying
     keys += [k for k in extra if k not in keys]
+    frame = _latest_run_per_seed(frame, keys)
     present = [m for m in metrics if m in frame.columns]
     aggregations: list[pl.Expr] = [
         pl.len().alias("n"),
@@ -251,6 +252,17 @@ def aggregate(frame: pl.DataFrame, metrics: Sequence[str] = TABLE_METRICS,
     grouped = grouped.with_columns(
         (pl.concat_str(label, separator=", ") if label else pl.lit("")).alias("hyperparameters"))
     return grouped.sort(keys)
+
+
+def _latest_run_per_seed(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """One run per seed of a configuration (the latest): a repeated seed is a re-run, not another sample."""
+    if "start_time" not in frame.columns:
+        return frame
+    seeded = frame.filter(pl.col("seed").is_not_null()).sort("start_time")
+    latest = seeded.unique(subset=[*keys, "seed"], keep="last", maintain_order=True)
+    if latest.height < seeded.height:
+        warn(f"{seeded.height - latest.height} run(s) repeat a seed of the same configuration; the latest is used")
+    return pl.concat([latest, frame.filter(pl.col("seed").is_null())], how="diagonal_relaxed")
 
 
 def _with_defaults(frame: pl.DataFrame) -> pl.DataFrame:
