@@ -15,3 +15,15 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "CUB" / "att_splits.mat").is_file():
         pytest.skip("../shared/data is absent: real split-file tests skipped")
     return SHARED_DATA
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread for tiny models: steadier on a shared CPU, and they gain nothing from more
+    (use with ``pytestmark = pytest.mark.usefixtures("single_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -11,13 +11,7 @@ from zslbench.models import DatasetInfo
 from zslbench.svip.model import SVIP
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """One intra-op thread: steadier on a shared CPU (tiny models gain nothing from more)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.mark.slow

@@ -19,13 +19,7 @@ TINY = dict(backbone="vit_tiny_patch16_224", img_size=32, patch_size=8, embed_di
 SEEN, ATTRIBUTES = 7, 12
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread (intra-op threads only add synchronisation on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,7 @@ from zslbench.svip.superpatch import group, num_superpatches, pool_superpatches,
 from zslbench.svip.w2p import FreeContextVector, WordToPatch, contextualize
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread (intra-op threads only add synchronisation on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 # --------------------------------------------------------------------------- super-patches

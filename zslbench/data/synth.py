@@ -49,6 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from zslbench.engine.faults import fault_point
+from zslbench.engine.liveness import is_alive
 from zslbench.errors import DataError, unknown_name
 
 #: Bump when the output for a given (preset, seed) changes; existing directories are then regenerated.
@@ -684,18 +685,8 @@ def _remove_abandoned(root: Path, name: str) -> None:
     """Delete temporary folders of generations whose process died (killed mid-way)."""
     for leftover in root.glob(f".{name}.tmp-*-*"):
         pid = leftover.name[len(f".{name}.tmp-"):].split("-")[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
+        if pid.isdigit() and not is_alive(int(pid)):
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def _move_into_place(temporary: Path, final: Path) -> None:

@@ -31,7 +31,8 @@ def process_tags() -> dict[str, str]:
     return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), START_TAG: process_start(os.getpid())}
 
 
-def is_alive(pid: int, started: str) -> bool:
+def is_alive(pid: int, started: str = "") -> bool:
+    """Whether process ``pid`` runs (and, given its ``started`` time, is still that same process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -116,7 +116,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         fault_point("metrics_log")
-        tracker.log_metrics({k.replace("/", "_"): v for k, v in metrics.items()}, step=epoch)
+        tracker.log_metrics(mlflow_names(metrics), step=epoch)
         # Batched writes: short epochs would otherwise pay a store round trip each. Nothing is lost by
         # waiting: the checkpoint holds every epoch's metrics and a resumed run re-sends missing ones.
         if time.monotonic() - last_flush[0] >= FLUSH_SECONDS:  # the rest goes with the final metrics
@@ -164,6 +164,11 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     return RunResult(run_id, out_dir, final, fit.history)
 
 
+def mlflow_names(metrics: dict[str, float]) -> dict[str, float]:
+    """Epoch metrics under their MLflow names (``train/loss`` → ``train_loss``)."""
+    return {k.replace("/", "_"): v for k, v in metrics.items()}
+
+
 def remove_torn_writes(out_dir: Path) -> None:
     """Delete temporary files of atomic writes that a killed process left behind (never read)."""
     for leftover in out_dir.rglob(".*.tmp"):
@@ -178,8 +183,8 @@ def relog_missing_epochs(tracker, history: list[dict[str, Any]]) -> None:
     logged = {m.step for m in client.get_metric_history(tracker.run_id, "train_loss")}
     for row in history:
         if int(row["epoch"]) not in logged:
-            tracker.log_metrics({k.replace("/", "_"): v for k, v in row.items()
-                                 if k != "epoch" and isinstance(v, (int, float))}, step=int(row["epoch"]))
+            tracker.log_metrics(mlflow_names({k: v for k, v in row.items()
+                                              if k != "epoch" and isinstance(v, (int, float))}), step=int(row["epoch"]))
     tracker.flush()
 
 
