@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from zslbench import PROTOCOL_VERSION
+from zslbench.core.version import PROTOCOL_VERSION
 
 N_SEEN, N_UNSEEN = 6, 4
 N_CLASSES = N_SEEN + N_UNSEEN

@@ -12,7 +12,7 @@ import pytest
 from zslbench.ablations import PAPER_ABLATION_SET
 from zslbench.ablations.grid import FULL, config_hash, grid_rows
 from zslbench.config import resolve
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 TINY = ["--preset", "tiny", "--seed", "0", "--set", "train.epochs=2", "--set", "train.threads=1"]
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from zslbench.baselines.apn import APN, attribute_decorrelation, compactness
 from zslbench.baselines.configs import APNConfig
-from zslbench.errors import ConfigError
+from zslbench.core.errors import ConfigError
 from zslbench.models import MODELS, DatasetInfo
 
 GROUPS = [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zslbench.engine.checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
-from zslbench.errors import UserError
+from zslbench.core.files import atomic_write
+from zslbench.engine.checkpoint import load_checkpoint, save_checkpoint
+from zslbench.core.errors import UserError
 
 
 class Marker:
@@ -46,6 +47,6 @@ def test_checkpoints_refuse_arbitrary_pickled_objects(tmp_path):
 
 def test_atomic_text_replaces_whole_file(tmp_path):
     path = tmp_path / "final.json"
-    atomic_write_text(path, "old")
-    atomic_write_text(path, "new")
+    atomic_write(path, "old")
+    atomic_write(path, "new")
     assert path.read_text() == "new"

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from zslbench.ablations import patches_for
 from zslbench.config import Config, SVIPConfig, ViTConfig, resolve
-from zslbench.errors import ConfigError, UserError
+from zslbench.core.errors import ConfigError, UserError
 
 
 def test_library_defaults_then_dataset_preset():

@@ -15,7 +15,7 @@ from zslbench.data.embed import (
     save_npy_atomic,
 )
 from zslbench.data.phrases import clean_phrases
-from zslbench.errors import DataError, UserError
+from zslbench.core.errors import DataError, UserError
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -1,7 +1,7 @@
 """Crash anywhere, lose nothing: ``zslbench run`` SIGKILLed at 10 points, then recovered.
 
 Each case kills a tiny run at a named fault point (``ZSLBENCH_FAULT=<point>:<n>``, see
-:mod:`zslbench.engine.faults`) — during data generation, training, evaluation, an atomic write,
+:mod:`zslbench.core.faults`) — during data generation, training, evaluation, an atomic write,
 MLflow logging or finishing — and recovers it the way a user would: ``--resume last`` when the run
 folder exists, else the same command again. Every recovered run must end with exactly the
 metrics of an uninterrupted run, no torn or temporary file, and one FINISHED MLflow run under the
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.test_run_e2e import TINY, zslbench
-from zslbench.engine.faults import POINTS
+from zslbench.core.faults import POINTS
 
 METRICS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "ausuc", "patch_iou", "selected_epoch")
 # How often a tiny run reaches each point (4 generation chunks, 2 epochs of 9 steps, 3 evaluation batches per

@@ -24,7 +24,7 @@ import pytest
 
 from zslbench.data import fetch as fetch_module
 from zslbench.data.fetch import SOURCES, fetch
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 pytestmark = pytest.mark.timeout(60)
 

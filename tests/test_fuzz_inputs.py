@@ -2,7 +2,7 @@
 
 Property: whatever the input — random bytes, a damaged real file, or a well-formed file holding
 random fields, shapes, dtypes, strings, cells, structs, NaN and out-of-range indices — the result
-is either a clean one-line user error (:class:`~zslbench.errors.UserError`) or a valid object:
+is either a clean one-line user error (:class:`~zslbench.core.errors.UserError`) or a valid object:
 a :class:`~zslbench.data.xlsa17.SplitInfo` whose invariants hold, or a
 :class:`~zslbench.config.Config` that round-trips through its YAML dump.
 
@@ -28,7 +28,7 @@ from hypothesis.extra import numpy as hnp
 from test_xlsa17 import write_tiny_dataset
 from zslbench.config import SECTIONS, Config, resolve
 from zslbench.data.xlsa17 import REQUIRED_SPLITS, SplitInfo, check_mat_elements, load_split
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 NAME = "tiny"
 MAT_FILES = ("att_splits.mat", "res101.mat")

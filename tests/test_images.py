@@ -12,7 +12,7 @@ from PIL import Image
 from test_xlsa17 import write_tiny_dataset
 from zslbench.data.images import ImageDataset, build_transform, prepare_image, resize_size
 from zslbench.data.xlsa17 import load_split
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 
 def write_stand_in(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> None:

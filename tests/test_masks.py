@@ -8,7 +8,7 @@ from PIL import Image
 
 from zslbench.data.masks import (creature_superpatches, load_mask, patch_relevance, resize_nearest,
                                  selection_scores, superpatch_relevance)
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 
 def test_patch_relevance_is_the_creature_fraction_per_patch():

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zslbench import metrics
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.metrics import (
     OFFICIAL_GAMMAS,
     GZSLResult,

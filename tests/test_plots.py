@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from results_store import RunSpec, make_store
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.results.plots import patch_size_of, plot_ausuc, plot_patches, plot_sensitivity
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from results_store import RunSpec, make_store
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.results.report import write_report
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from results_store import RunSpec, make_store
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.metrics import aggregate_seeds
 from zslbench.results.frames import aggregate, check_protocols, load_runs, method_label, varying_hyperparameters
 

@@ -10,7 +10,7 @@ import zslbench.backbones as backbones
 from zslbench.backbones import add_positions
 from zslbench.ablations import patches_for
 from zslbench.config import SVIPConfig, resolve
-from zslbench.errors import ConfigError
+from zslbench.core.errors import ConfigError
 from zslbench.models import DatasetInfo, build_model
 from zslbench.svip.model import SVIP
 from zslbench.svip.superpatch import group

@@ -121,7 +121,7 @@ def test_two_workers_share_one_journal_study(tmp_path):
 
 @pytest.mark.parametrize("storage", ["sqlite:///optuna.db"])
 def test_workers_refuse_a_sqlite_storage(tmp_path, storage):
-    from zslbench.errors import UserError
+    from zslbench.core.errors import UserError
     from zslbench.sweeps.study import SweepOptions, run_sweep
 
     with pytest.raises(UserError, match="needs a storage that several processes can share"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from zslbench.config import resolve
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.sweeps import SPACES, params_for
 from zslbench.sweeps.study import parse_storage
 

@@ -17,7 +17,7 @@ from zslbench.data import synth
 from zslbench.data.synth import (COLOURS, PARTS, PRESETS, attribute_groups, attribute_phrases, ensure_synth,
                                  generate_synth, get_preset, instance_rng, plan_dataset, render_instance,
                                  synth_dir_name)
-from zslbench.errors import DataError, UserError
+from zslbench.core.errors import DataError, UserError
 
 TINY = "tiny"
 #: A smaller variant of tiny for the tests that generate several times (reuse, atomicity).

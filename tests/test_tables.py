@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from results_store import RunSpec, make_store
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.results.tables import (FORMATS, ablation_table, build_table, experiment_table, main_table, render,
                                      reported_numbers, sensitivity_table)
 

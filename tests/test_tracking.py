@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from zslbench.config import Config, TrackConfig, resolve
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.tracking import (
     PARENT_RUN_ENV,
     PARENT_TAG,

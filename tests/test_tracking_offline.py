@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from zslbench.config import TrackConfig, resolve
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.tracking import HTTP_POLICY, Tracker, http_policy
 from zslbench.tracking_offline import (
     JOURNAL_DIR,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from zslbench.baselines.configs import TransZeroConfig
 from zslbench.baselines.transzero import TransZero, relative_geometry_embedding
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 from zslbench.metrics import gzsl_metrics, zsl_accuracy
 from zslbench.models import MODELS, DatasetInfo
 

@@ -9,7 +9,7 @@ import torch
 from zslbench.backbones import build_vit, patch_grid
 from zslbench.baselines.vit import ViTBaseline
 from zslbench.config import ViTConfig, resolve
-from zslbench.errors import ConfigError, UserError
+from zslbench.core.errors import ConfigError, UserError
 from zslbench.models import MODELS, DatasetInfo, build_model
 
 TINY = dict(backbone="vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)

@@ -13,7 +13,7 @@ import pytest
 from test_xlsa17 import TINY_ATTRIBUTES, write_tiny_dataset
 from zslbench.data.wordvec import glove_phrase_vectors, glove_table, load_numpy_pickle, load_word_vectors
 from zslbench.data.xlsa17 import load_split
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 
 @pytest.fixture()

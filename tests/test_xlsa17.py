@@ -15,7 +15,7 @@ import pytest
 import scipy.io
 
 from zslbench.data.xlsa17 import EXPECTED_COUNTS, SPLITS, load_split, remap_image_path, write_split_files
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 TINY_ATTRIBUTES = ["head colour red", "head colour blue", "body shape round", "tail size long", "wing pattern striped"]
 TINY_CLASSES = 6

@@ -4,8 +4,6 @@ The package is importable without torch or mlflow; heavy modules are imported la
 by the commands that need them.
 """
 
-__version__ = "0.1.0"
+from zslbench.core.version import PROTOCOL_VERSION, __version__
 
-#: Version of the evaluation code (metrics, calibration, selection). Runs whose protocol
-#: versions differ are never averaged together by ``zslbench.results``.
-PROTOCOL_VERSION = "1"
+__all__ = ["PROTOCOL_VERSION", "__version__"]

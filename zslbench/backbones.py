@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zslbench.errors import ConfigError, UserError
+from zslbench.core.errors import ConfigError, UserError
 
 if TYPE_CHECKING:  # timm is imported lazily: it is heavy
     from timm.models.vision_transformer import VisionTransformer

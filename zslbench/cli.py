@@ -14,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 app = typer.Typer(
     name="zslbench",
@@ -376,7 +376,7 @@ def _emit_table(kind: str, experiment: str, fmt: str, out: Optional[Path], track
     from zslbench.results.tables import FORMATS, experiment_table, render
 
     if fmt not in FORMATS:
-        from zslbench.errors import unknown_name
+        from zslbench.core.errors import unknown_name
 
         raise unknown_name("format", fmt, FORMATS)
     table = experiment_table(kind, experiment, tracking_uri=tracking_uri or "", param=param, reported=reported,
@@ -385,9 +385,9 @@ def _emit_table(kind: str, experiment: str, fmt: str, out: Optional[Path], track
     if out is None:
         typer.echo(text, nl=False)
     else:
-        from zslbench.results.report import write_text_atomic
+        from zslbench.core.files import atomic_write
 
-        write_text_atomic(Path(out), text)
+        atomic_write(Path(out), text, hint="free disk space or fix the folder's permissions, or choose another --out")
         _console().print(f"wrote {out}")
 
 

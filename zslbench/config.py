@@ -32,7 +32,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from zslbench.errors import ConfigError
+from zslbench.core.errors import ConfigError
 
 DATASETS = ("synth", "CUB", "AWA2", "SUN")
 PRESETS = ("paper", "quick", "tiny")

@@ -52,7 +52,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
-from zslbench.errors import UserError, unknown_name
+from zslbench.core.errors import UserError, unknown_name
 
 Space = Literal["logit", "prob"]
 Average = Literal["macro", "micro"]

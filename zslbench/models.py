@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from zslbench.registry import Registry
+from zslbench.core.registry import Registry
 
 
 def _import_models() -> None:

@@ -51,8 +51,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
-from zslbench import PROTOCOL_VERSION, __version__
-from zslbench.errors import UserError
+from zslbench.core.version import PROTOCOL_VERSION, __version__
+from zslbench.core.errors import UserError
 from zslbench.tracking_offline import (
     JOURNAL_DIR,
     OfflineJournal,
@@ -168,7 +168,7 @@ def check_reachable(uri: str, timeout: float = 3.0, hint: str = UNREACHABLE_HINT
     >>> check_reachable("bogus://x")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    zslbench.errors.UserError: MLflow tracking store bogus://x could not be used (unsupported scheme 'bogus'; ...
+    zslbench.core.errors.UserError: MLflow tracking store bogus://x could not be used (unsupported scheme 'bogus'; ...
     """
     scheme = _store_scheme(uri)
     if scheme not in MLFLOW_STORE_SCHEMES and scheme not in _plugin_store_schemes():

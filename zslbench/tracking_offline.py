@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from mlflow import MlflowClient

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from zslbench.errors import UserError
-from zslbench.registry import Registry
+from zslbench.core.errors import UserError
+from zslbench.core.registry import Registry
 
 Patch = dict[str, Any]
 ABLATIONS: Registry[Callable[[], Patch]] = Registry("ablation")

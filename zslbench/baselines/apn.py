@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zslbench.baselines.cnn import create_backbone, freeze_as_buffers, is_resnet, region_map, resnet_stem_and_layer1
-from zslbench.errors import ConfigError
+from zslbench.core.errors import ConfigError
 from zslbench.models import DatasetInfo, register_model
 
 PROTOTYPE_INIT_SCALE = 2e-4

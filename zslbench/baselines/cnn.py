@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from zslbench.backbones import read_state_dict
-from zslbench.errors import ConfigError, UserError
+from zslbench.core.errors import ConfigError, UserError
 
 #: classifier / pre-logits keys a weights file may carry that a headless backbone lacks
 HEAD_PREFIXES = ("fc.", "head.", "head_dist.", "classifier.", "last_linear.", "fc_norm.", "pre_logits.")

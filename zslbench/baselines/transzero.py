@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zslbench.errors import ConfigError, DataError
+from zslbench.core.errors import ConfigError, DataError
 from zslbench.models import DatasetInfo, register_model
 
 GEOMETRY_DIM = 64

@@ -37,7 +37,7 @@ from typing import IO, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from zslbench.errors import DataError, UserError
+from zslbench.core.errors import DataError, UserError
 
 #: Bytes read per step while streaming a binary file.
 CHUNK_BYTES = 8 << 20

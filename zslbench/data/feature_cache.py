@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from zslbench.engine.distributed import Dist, rank_slice
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 CACHE_VERSION = 1
 FEATURES_FILE = "features.npy"

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from zslbench.data.xlsa17 import RES101, SplitInfo, check_mat_elements
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 
 @lru_cache(maxsize=2)

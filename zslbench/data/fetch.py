@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from zslbench.errors import DataError, UserError, unknown_name
+from zslbench.core.errors import DataError, UserError, unknown_name
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from torchvision import transforms as T
 
 from zslbench.data.inspect import unsupported_mode
 from zslbench.data.xlsa17 import SplitInfo, is_synthetic
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -171,7 +171,7 @@ def check_dataset(dataset: str, data_root: str | Path, image_root: str | Path | 
                   console: Any = None) -> CheckReport:
     """Verify a dataset end to end and print a report on ``console`` (when given).
 
-    Split-file problems raise :class:`~zslbench.errors.DataError` from :func:`load_split`;
+    Split-file problems raise :class:`~zslbench.core.errors.DataError` from :func:`load_split`;
     count mismatches and missing or undecodable images are listed in the report (``ok`` False).
     """
     split = load_split(dataset, data_root, image_root)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 
 def load_mask(path: str | Path) -> np.ndarray:

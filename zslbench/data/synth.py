@@ -48,9 +48,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from zslbench.engine.faults import fault_point
-from zslbench.engine.liveness import is_alive
-from zslbench.errors import DataError, unknown_name
+from zslbench.core.faults import fault_point
+from zslbench.core.liveness import is_alive
+from zslbench.core.errors import DataError, unknown_name
 
 #: Bump when the output for a given (preset, seed) changes; existing directories are then regenerated.
 GENERATOR_VERSION = 1

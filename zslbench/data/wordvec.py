@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from zslbench.data.xlsa17 import SplitInfo
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 SPECS = ("auto", "w2v", "glove", "random")
 W2V_FILE = "attribute_w2v.npy"

@@ -35,7 +35,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from zslbench.errors import DataError
+from zslbench.core.errors import DataError
 
 SPLITS = ("trainval", "train", "val", "test_seen", "test_unseen")
 #: Splits every dataset must have; ``train`` / ``val`` are optional.

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from zslbench.config import Config, resolve
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 
 def build_run_config(model: str, dataset: str, data_root: Optional[Path], ablate: Sequence[str],
@@ -73,9 +73,9 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
         if str(json_file) == "-":
             sys.stdout.write(text + "\n")
         else:
-            from zslbench.engine.checkpoint import atomic_write_text
+            from zslbench.core.files import atomic_write
 
-            atomic_write_text(json_file, text + "\n")
+            atomic_write(json_file, text + "\n")
     ids = ", ".join(r.run_id for r in results)
     if cfg.track.enabled:
         console.print(f"MLflow run id: [bold]{ids}[/bold]  (`mlflow ui` in this folder shows it)")

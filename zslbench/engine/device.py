@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 
 def pick_device(spec: str) -> torch.device:

@@ -9,43 +9,23 @@ a sweep closes those through Optuna's heartbeats instead (:func:`close_run`).
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
+
+from zslbench.core.liveness import is_alive, process_start, this_process  # noqa: F401  (re-exported)
 
 HOST_TAG, PID_TAG, START_TAG = "zslbench.host", "zslbench.pid", "zslbench.process_start"
 REASON_TAG = "zslbench.error"
 
 
-def process_start(pid: int) -> str:
-    """The kernel's start time of ``pid`` (clock ticks since boot; "" where /proc is absent), so a
-    reused pid is not mistaken for the original process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of stat(5), counted after the command name
-
-
 def process_tags() -> dict[str, str]:
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid()), START_TAG: process_start(os.getpid())}
-
-
-def is_alive(pid: int, started: str = "") -> bool:
-    """Whether process ``pid`` runs (and, given its ``started`` time, is still that same process)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return not started or process_start(pid) in ("", started)
+    host, pid, started = this_process()
+    return {HOST_TAG: host, PID_TAG: str(pid), START_TAG: started}
 
 
 def reap_dead_runs(tracking_uri: str, experiment: str) -> list[str]:
     """Mark KILLED the RUNNING runs of ``experiment`` whose process on this host is gone; their ids.
 
-    A store that cannot be opened or searched is a one-line :class:`~zslbench.errors.UserError`."""
+    A store that cannot be opened or searched is a one-line :class:`~zslbench.core.errors.UserError`."""
     from mlflow import MlflowClient
 
     from zslbench.tracking import store_errors, store_lock

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from zslbench.config import Config
-from zslbench.engine.checkpoint import atomic_write_text
-from zslbench.engine.faults import fault_point
-from zslbench.errors import RunStopped, TrainingDiverged, UserError
+from zslbench.core.files import atomic_write, remove_torn_writes
+from zslbench.core.faults import fault_point
+from zslbench.core.errors import RunStopped, TrainingDiverged, UserError
 
 RESOLVED = "resolved.yaml"
 FLUSH_SECONDS = 10.0  # epoch metrics reach MLflow at least this often (and when the run ends)
@@ -64,7 +64,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     """Train and evaluate one seed; ``out_dir`` given = resume the run stored there.
 
     ``epoch_callback(epoch, metrics)`` is called after every epoch (after logging); raising
-    :class:`~zslbench.errors.RunStopped` from it ends the run as KILLED (e.g. an Optuna pruner).
+    :class:`~zslbench.core.errors.RunStopped` from it ends the run as KILLED (e.g. an Optuna pruner).
     ``tags`` are added to the MLflow run (e.g. a sweep's trial number).
     """
     import torch
@@ -104,7 +104,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not (out_dir / RESOLVED).exists():
-            atomic_write_text(out_dir / RESOLVED, cfg.to_yaml())
+            atomic_write(out_dir / RESOLVED, cfg.to_yaml())
         tracker.log_artifact(str(out_dir / RESOLVED))
 
     seed_everything(cfg.train.seed)
@@ -160,19 +160,13 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     fault_point("finish")
     tracker.finish("FINISHED")
     # written last: its presence marks a run complete everywhere, so any earlier crash is resumable
-    atomic_write_text(out_dir / FINAL, text)
+    atomic_write(out_dir / FINAL, text)
     return RunResult(run_id, out_dir, final, fit.history)
 
 
 def mlflow_names(metrics: dict[str, float]) -> dict[str, float]:
     """Epoch metrics under their MLflow names (``train/loss`` → ``train_loss``)."""
     return {k.replace("/", "_"): v for k, v in metrics.items()}
-
-
-def remove_torn_writes(out_dir: Path) -> None:
-    """Delete temporary files of atomic writes that a killed process left behind (never read)."""
-    for leftover in out_dir.rglob(".*.tmp"):
-        leftover.unlink(missing_ok=True)
 
 
 def relog_missing_epochs(tracker, history: list[dict[str, Any]]) -> None:
@@ -280,7 +274,7 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
                             gamma_policy="oracle", space=cfg.eval.gamma_space)
         history.append({"epoch": row["epoch"], "val_gamma": float(m["gamma"]), "val_gzsl_h": float(m["gzsl_h"]),
                         "val_zsl_t1": float(m["zsl_t1"]), "val_ausuc": float(m["ausuc"])})
-    atomic_write_text(done, json.dumps(history))
+    atomic_write(done, json.dumps(history))
     return distributed.broadcast(history)
 
 

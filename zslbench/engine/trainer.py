@@ -24,8 +24,8 @@ from zslbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from zslbench.engine import distributed
 from zslbench.engine.data import RunData, make_batches, superpatch_masks
 from zslbench.engine.device import autocast
-from zslbench.engine.faults import fault_point
-from zslbench.errors import TrainingDiverged
+from zslbench.core.faults import fault_point
+from zslbench.core.errors import TrainingDiverged
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -323,13 +323,13 @@ class Trainer:
         save_checkpoint(self.out_dir / CHECKPOINT, state)
 
     def _save_scores(self, scores: dict[str, dict[str, np.ndarray]], epoch: int) -> None:
-        from zslbench.engine.checkpoint import atomic_write_bytes
+        from zslbench.core.files import atomic_write
         import io
 
         arrays = {f"{tag}_{key}": value for tag, part in scores.items() for key, value in part.items()}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
-        atomic_write_bytes(self.out_dir / "scores" / f"epoch{epoch:03d}.npz", buffer.getvalue())
+        atomic_write(self.out_dir / "scores" / f"epoch{epoch:03d}.npz", buffer.getvalue())
 
 
 def _test_policy(policy: str) -> str:

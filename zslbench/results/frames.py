@@ -13,7 +13,7 @@ epoch-selection policy, and the same values of every configuration key that is n
 Mixing rules, applied by the tables (see :func:`check_protocols` and ``zslbench.results.tables``):
 
 * several **protocol versions** in one table is ambiguous (the metric code differed), so it is a
-  :class:`~zslbench.errors.UserError` unless ``protocol=`` picks one — or the numbers are
+  :class:`~zslbench.core.errors.UserError` unless ``protocol=`` picks one — or the numbers are
   recomputed from the stored scores with the current code (``--gamma-policy``);
 * several **γ / selection policies** in one table is allowed: rows stay separate, rows whose
   policy is not the table's majority carry it in their label, the table gets a footnote line
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import polars as pl
 
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from mlflow.entities import Run

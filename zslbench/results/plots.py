@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import polars as pl
 
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
+from zslbench.core.files import atomic_write
 from zslbench.results.frames import TABLE_METRICS, load_runs, method_label
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,20 +53,13 @@ def check_output(out: Path) -> Path:
 
 def save_figure(fig: "Figure", out: Path) -> Path:
     """Write ``fig`` atomically (PNG at 150 dpi, or PDF) and close it."""
-    import os
-    import tempfile
-
     plt = _pyplot()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=out.suffix)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", format=out.suffix.lower().lstrip("."))
-        os.replace(tmp, out)
+        atomic_write(out, lambda handle: fig.savefig(handle, dpi=150, bbox_inches="tight",
+                                                     format=out.suffix.lower().lstrip(".")),
+                     hint="free disk space or fix the folder's permissions, or choose another --out")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out
 
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from zslbench import PROTOCOL_VERSION, __version__
-from zslbench.errors import UserError
+from zslbench.core.version import PROTOCOL_VERSION, __version__
+from zslbench.core.errors import UserError
+from zslbench.core.files import atomic_write
 from zslbench.results.tables import (METRIC_HEADERS, SENSITIVITY_PARAMS, Cell, Table, build_table, percent,
                                      render_markdown, signed_percent)
 
@@ -33,29 +32,7 @@ th,td{padding:3px 8px;text-align:right;border-bottom:1px solid #ddd}th:first-chi
 thead tr:first-child th{border-bottom:1px solid #888}caption{font-weight:600;text-align:left;margin-bottom:.4em}
 tr.block td{font-style:italic;text-align:left;background:#f6f6f6}.std{font-size:80%;color:#666}
 .notes{font-size:12px;color:#444}code{font-size:12px}img{max-width:100%;border:1px solid #eee}"""
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path`` and rename it into place.
-
-    A write the disk refuses (full disk, read-only folder) is a one-line :class:`UserError`; ``path``
-    keeps its old content and no temporary file is left.
-    """
-    path = Path(path)
-    tmp = ""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise UserError(f"cannot write {path} ({reason}); free disk space or fix the folder's permissions, "
-                        "or choose another --out") from exc
-    finally:
-        if tmp and os.path.exists(tmp):
-            os.remove(tmp)
+OUT_HINT = "free disk space or fix the folder's permissions, or choose another --out"
 
 
 def write_report(experiment: str, out_dir: Path, tracking_uri: str = "", reported: bool = True,
@@ -99,8 +76,8 @@ def write_report(experiment: str, out_dir: Path, tracking_uri: str = "", reporte
     markdown = _markdown(experiment, meta, sections, provenance, out_dir)
     page = _html(experiment, meta, sections, provenance)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    write_text_atomic(md_path, markdown)
-    write_text_atomic(html_path, page)
+    atomic_write(md_path, markdown, hint=OUT_HINT)
+    atomic_write(html_path, page, hint=OUT_HINT)
     return [md_path, html_path]
 
 
@@ -277,4 +254,4 @@ def _html(experiment: str, meta: dict[str, str], sections: list[tuple[str, Any]]
             f"</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n")
 
 
-__all__ = ["table_html", "write_report", "write_text_atomic"]
+__all__ = ["table_html", "write_report"]

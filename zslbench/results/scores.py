@@ -30,8 +30,8 @@ from typing import Any, Mapping
 import numpy as np
 import polars as pl
 
-from zslbench import PROTOCOL_VERSION
-from zslbench.errors import UserError, unknown_name
+from zslbench.core.version import PROTOCOL_VERSION
+from zslbench.core.errors import UserError, unknown_name
 
 SCORES_ARTIFACT = "scores/test_scores.npz"
 RESOLVED_ARTIFACT = "resolved.yaml"

@@ -31,7 +31,7 @@ from typing import Any, Iterable, Sequence
 
 import polars as pl
 
-from zslbench.errors import UserError, unknown_name
+from zslbench.core.errors import UserError, unknown_name
 from zslbench.results.frames import (TABLE_METRICS, aggregate, check_protocols, method_label, policy_sentence,
                                      warn)
 

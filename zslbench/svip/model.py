@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from zslbench.backbones import add_positions, build_vit, embed_patches, patch_grid, patch_size, run_blocks, \
     run_blocks_with_attention
-from zslbench.errors import ConfigError, DataError
+from zslbench.core.errors import ConfigError, DataError
 from zslbench.models import DatasetInfo, register_model
 from zslbench.svip.heads import AttributeScoring
 from zslbench.svip.losses import attribute_group_l21, group_membership, jsd_consistency, kl_consistency, patch_bce

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from zslbench.config import Config
-from zslbench.errors import UserError, unknown_name
-from zslbench.registry import Registry
+from zslbench.core.errors import UserError, unknown_name
+from zslbench.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from zslbench.config import Config, SVIPConfig, ViTBackbone
-from zslbench.errors import UserError
+from zslbench.core.errors import UserError
 from zslbench.sweeps import Param, SPACES, register_space
 
 #: The paper's patch numbers of 49 super-patches (ViT-B/16 at 224 px); scaled to other geometries.

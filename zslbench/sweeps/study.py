@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from zslbench.config import Config, resolve
-from zslbench.errors import RunStopped, UserError, unknown_name
+from zslbench.core.errors import RunStopped, UserError, unknown_name
 from zslbench.sweeps import Param, params_for
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Small name → object registries (timm's ``register_model`` style).
 
 Example:
-    >>> from zslbench.registry import Registry
+    >>> from zslbench.core.registry import Registry
     >>> colours = Registry("colour")
     >>> @colours.register("red", help="the colour of fire")
     ... def red():
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
-from zslbench.errors import unknown_name
+from zslbench.core.errors import unknown_name
 
 T = TypeVar("T")
 
