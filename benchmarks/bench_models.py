@@ -18,9 +18,9 @@ CUB_ATTRIBUTES, CUB_CLASSES, CUB_SEEN, CUB_GROUPS, WORD_DIM = 312, 200, 150, 28,
 
 
 def cub_like_info(seed: int = 0):
-    """A random CUB-shaped :class:`~zslbench.models.DatasetInfo` (L2-normalised class attributes,
+    """A random CUB-shaped :class:`~zslbench.catalogue.DatasetInfo` (L2-normalised class attributes,
     300-d word vectors, 28 contiguous attribute groups)."""
-    from zslbench.models import DatasetInfo
+    from zslbench.catalogue import DatasetInfo
 
     rng = np.random.default_rng(seed)
     attributes = rng.random((CUB_CLASSES, CUB_ATTRIBUTES)).astype(np.float32)

@@ -36,7 +36,7 @@ def transzero_epochs(synth_root, quick):
     import torch
     from torch.utils.data import DataLoader
 
-    from zslbench.baselines.cnn import region_map
+    from zslbench.backbones.cnn import region_map
     from zslbench.config import resolve
     from zslbench.data.feature_cache import ExtractorSpec, extraction_transform, feature_batches
     from zslbench.data.images import ImageDataset
@@ -127,7 +127,7 @@ def write_random_cache(folder: Path, rows: int, regions: int, channels: int, gri
 @pytest.mark.benchmark(timer=wall_seconds)
 def test_transzero_peak_rss_gib(benchmark, recorder, tmp_path, quick, full_size):
     if quick:
-        from zslbench.baselines.cnn import region_geometry
+        from zslbench.backbones.cnn import region_geometry
         from zslbench.config import resolve
 
         model = resolve("transzero", "synth", "tiny").model

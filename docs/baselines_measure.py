@@ -81,7 +81,7 @@ def train_on_cache(folder: Path, steps: int, reader: str) -> dict:
     from zslbench.baselines.configs import TransZeroConfig
     from zslbench.baselines.transzero import TransZero
     from zslbench.data.feature_cache import FeatureBatches, FeatureCache
-    from zslbench.models import DatasetInfo
+    from zslbench.catalogue import DatasetInfo
 
     meta = json.loads((folder / "meta.json").read_text())
     cache = FeatureCache(folder, meta)
@@ -149,7 +149,7 @@ def measure_epoch(args) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from zslbench.baselines.cnn import region_map
+    from zslbench.backbones.cnn import region_map
     from zslbench.config import resolve
     from zslbench.data.feature_cache import ExtractorSpec, ensure_feature_cache, extraction_transform, feature_batches
     from zslbench.data.images import ImageDataset

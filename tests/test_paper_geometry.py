@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from zslbench.config import SVIPConfig
-from zslbench.models import DatasetInfo
+from zslbench.catalogue import DatasetInfo
 from zslbench.svip.model import SVIP
 
 

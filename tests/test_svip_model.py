@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-import zslbench.backbones as backbones
-from zslbench.backbones import add_positions
+import zslbench.backbones.vit as backbones
+from zslbench.backbones.vit import add_positions
 from zslbench.ablations import patches_for
 from zslbench.config import SVIPConfig, resolve
 from zslbench.core.errors import ConfigError
 from zslbench.models import DatasetInfo, build_model
 from zslbench.svip.model import SVIP
-from zslbench.svip.superpatch import group
+from zslbench.backbones.superpatch import group
 
 TINY = dict(backbone="vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
 SEEN, ATTRIBUTES = 7, 12

@@ -9,7 +9,7 @@ import torch
 from zslbench.svip.losses import attribute_group_l21, jsd_consistency, kl_consistency, patch_bce
 from zslbench.svip.rollout import AttentionRollout, rollout_paper, rollout_reference
 from zslbench.svip.selection import group_scores, kept_indices, patch_targets, random_mask, similarity_mask, top_k_mask
-from zslbench.svip.superpatch import group, num_superpatches, pool_superpatches, superpatch_token_index, ungroup
+from zslbench.backbones.superpatch import group, num_superpatches, pool_superpatches, superpatch_token_index, ungroup
 from zslbench.svip.w2p import FreeContextVector, WordToPatch, contextualize
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from zslbench.backbones import build_vit, patch_grid
+from zslbench.backbones.vit import build_vit, patch_grid
 from zslbench.baselines.vit import ViTBaseline
 from zslbench.config import ViTConfig, resolve
 from zslbench.core.errors import ConfigError, UserError

@@ -19,11 +19,9 @@ Example (the registry is filled on first use):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
+from zslbench.catalogue import DatasetInfo  # noqa: F401
 from zslbench.core.registry import Registry
 
 
@@ -44,31 +42,6 @@ MODELS: Registry[Any] = Registry("model", loader=_import_models)
 def register_model(name: str, help: str = ""):
     """Class decorator: ``@register_model("svip")``."""
     return MODELS.register(name, help=help)
-
-
-@dataclass
-class DatasetInfo:
-    """What a model needs to know about its dataset, independent of images.
-
-    ``class_attributes`` rows are L2-normalised (``s / (||s|| + 1e-5)`` from ``original_att``).
-    Class ids are global (0..C-1); ``seen_classes`` / ``unseen_classes`` are sorted id arrays.
-    """
-
-    name: str
-    class_attributes: np.ndarray  # [C, A] float32
-    seen_classes: np.ndarray  # [C_s] int64
-    unseen_classes: np.ndarray  # [C_u] int64
-    word_vectors: np.ndarray  # [A, D] float32
-    attribute_names: list[str] = field(default_factory=list)
-    attribute_groups: list[list[int]] = field(default_factory=list)
-
-    @property
-    def num_attributes(self) -> int:
-        return int(self.class_attributes.shape[1])
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.class_attributes.shape[0])
 
 
 def build_model(cfg: Any, info: DatasetInfo):

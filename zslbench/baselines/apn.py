@@ -1,7 +1,7 @@
 """APN-style baseline (Xu et al., NeurIPS 2020; BASELINES.md §3): attribute prototypes on a fine-tuned ResNet.
 
 * Backbone: a timm ResNet (any depth); its stem and ``layer1`` are frozen — stored as buffers
-  (:func:`zslbench.baselines.cnn.freeze_as_buffers`), so no optimiser, clipping or phase switch can
+  (:func:`zslbench.backbones.cnn.freeze_as_buffers`), so no optimiser, clipping or phase switch can
   train them — and BatchNorm runs in train mode as in the reference. The last map is [C, h, w].
 * Global branch (predicts): a bias-free 1×1 conv W [A, C] → maps → max- or avg-pool → attribute
   scores f [B, A]; class scores f · Sᵀ.
@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zslbench.baselines.cnn import create_backbone, freeze_as_buffers, is_resnet, region_map, resnet_stem_and_layer1
+from zslbench.backbones.cnn import create_backbone, freeze_as_buffers, is_resnet, region_map, resnet_stem_and_layer1
 from zslbench.core.errors import ConfigError
 from zslbench.models import DatasetInfo, register_model
 

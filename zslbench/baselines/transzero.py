@@ -157,7 +157,7 @@ class TransZero(nn.Module):
 
     def __init__(self, cfg: Any, info: DatasetInfo):
         super().__init__()
-        from zslbench.baselines.cnn import region_geometry
+        from zslbench.backbones.cnn import region_geometry
 
         self.cfg = cfg
         channels, grid_h, grid_w = region_geometry(cfg.backbone, int(cfg.img_size), int(cfg.output_stride))

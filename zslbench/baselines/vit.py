@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zslbench.backbones import add_positions, build_vit, embed_patches, patch_grid, patch_size, run_blocks
+from zslbench.backbones.vit import add_positions, build_vit, embed_patches, patch_grid, patch_size, run_blocks
 from zslbench.models import DatasetInfo, register_model
-from zslbench.svip.heads import AttributeScoring
-from zslbench.svip.superpatch import group, num_superpatches, pool_superpatches
+from zslbench.backbones.attributes import AttributeScoring
+from zslbench.backbones.superpatch import group, num_superpatches, pool_superpatches
 
 
 @register_model("vit", help="ViT + attribute head: SVIP's baseline (one pass, no selection or contextualisation)")

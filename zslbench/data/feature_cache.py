@@ -79,13 +79,13 @@ class ExtractorSpec:
                    output_stride=int(getattr(model_cfg, "output_stride", 0)))
 
     def weights_id(self) -> str:
-        from zslbench.baselines.cnn import weights_identity
+        from zslbench.backbones.cnn import weights_identity
 
         return weights_identity(self.pretrained, self.backbone, self.seed)
 
     def build(self):
         """The backbone, in eval mode (its weights are what :meth:`weights_id` names)."""
-        from zslbench.baselines.cnn import create_backbone
+        from zslbench.backbones.cnn import create_backbone
 
         return create_backbone(self.backbone, self.pretrained, img_size=self.img_size,
                                output_stride=self.output_stride, seed=self.seed).eval()
@@ -301,7 +301,7 @@ def _build(split, spec: ExtractorSpec, transform, fields, key: str, folder: Path
     import torch
     from torch.utils.data import DataLoader
 
-    from zslbench.baselines.cnn import region_map
+    from zslbench.backbones.cnn import region_map
     from zslbench.data.images import ImageDataset
 
     device = torch.device(device)

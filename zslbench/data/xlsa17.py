@@ -196,8 +196,8 @@ class SplitInfo:
                 "train": train.astype(np.int64), "val_unseen": val_unseen.astype(np.int64), "val_seen": val_seen}
 
     def dataset_info(self, word_vectors: np.ndarray):
-        """The model-facing :class:`zslbench.models.DatasetInfo` of this split."""
-        from zslbench.models import DatasetInfo
+        """The model-facing :class:`zslbench.catalogue.DatasetInfo` of this split."""
+        from zslbench.catalogue import DatasetInfo
 
         return DatasetInfo(name=self.dataset, class_attributes=self.class_attributes,
                            seen_classes=self.seen_classes, unseen_classes=self.unseen_classes,

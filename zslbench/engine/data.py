@@ -22,7 +22,7 @@ import torch
 
 from zslbench.config import Config, default_data_root
 from zslbench.engine.distributed import Dist, rank_slice
-from zslbench.models import DatasetInfo
+from zslbench.catalogue import DatasetInfo
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -1,6 +1,5 @@
 """SVIP's loss terms (SVIP.md §6), unweighted; the model applies the weights.
 
-* :func:`class_logits` — z = a · Sᵀ in float32 (a is not normalised); CE uses σ · z;
 * :func:`kl_consistency` — the reference form: KL(P_ctx ‖ P_src), P = softmax(z / T), × T²,
   averaged over all B · C elements (``kl_div(reduction="mean")`` semantics), no stop-gradient.
   Its effective weight per class-summed KL is T² / C_s;
@@ -22,12 +21,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-
-def class_logits(attributes: Tensor, class_attributes: Tensor) -> Tensor:
-    """``[B, A] · [C, A]ᵀ → [B, C]`` in float32, outside autocast."""
-    with torch.autocast(device_type=attributes.device.type, enabled=False):
-        return attributes.float() @ class_attributes.float().t()
 
 
 def kl_consistency(logits_ctx: Tensor, logits_src: Tensor, temperature: float) -> Tensor:

@@ -34,16 +34,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zslbench.backbones import add_positions, build_vit, embed_patches, patch_grid, patch_size, run_blocks, \
+from zslbench.backbones.vit import add_positions, build_vit, embed_patches, patch_grid, patch_size, run_blocks, \
     run_blocks_with_attention
 from zslbench.core.errors import ConfigError, DataError
 from zslbench.models import DatasetInfo, register_model
-from zslbench.svip.heads import AttributeScoring
+from zslbench.backbones.attributes import AttributeScoring
 from zslbench.svip.losses import attribute_group_l21, group_membership, jsd_consistency, kl_consistency, patch_bce
 from zslbench.svip.rollout import AttentionRollout
 from zslbench.svip.selection import group_scores, kept_indices, patch_targets, random_mask, similarity_mask, \
     top_k_mask
-from zslbench.svip.superpatch import group, num_superpatches, pool_superpatches, superpatch_token_index, ungroup
+from zslbench.backbones.superpatch import group, num_superpatches, pool_superpatches, superpatch_token_index, ungroup
 from zslbench.svip.w2p import FreeContextVector, WordToPatch, contextualize
 
 PATCH_CLASSIFIER_HIDDEN = 512

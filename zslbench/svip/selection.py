@@ -5,7 +5,7 @@ Score grouping (G² patch scores → P super-patch scores):
 * ``strip4`` (default, the reference implementation): reshape the row-major G² scores to [P, 4] and
   average the last axis — i.e. horizontal strips of 4 consecutive patches (wrapping across rows when
   4 does not divide G), which do *not* line up with the 2×2 blocks of the embeddings;
-* ``block``: the true 2×2 block average, in the super-patch order of :mod:`zslbench.svip.superpatch`.
+* ``block``: the true 2×2 block average, in the super-patch order of :mod:`zslbench.backbones.superpatch`.
 
 Pseudo-labels (PatchCls targets, 1 = semantic-unrelated): the top-K super-patches by score are
 kept (label 0), the other P − K are unrelated (label 1) — ``hard``. ``soft`` uses continuous targets
@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from zslbench.svip.superpatch import group
+from zslbench.backbones.superpatch import group
 
 
 def group_scores(scores: Tensor, grid: int, mode: Literal["strip4", "block"] = "strip4") -> Tensor:

@@ -11,8 +11,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from zslbench.models import DatasetInfo
-from zslbench.svip.losses import class_logits
+from zslbench.catalogue import DatasetInfo
+
+
+def class_logits(attributes: Tensor, class_attributes: Tensor) -> Tensor:
+    """``[B, A] · [C, A]ᵀ → [B, C]`` in float32, outside autocast."""
+    with torch.autocast(device_type=attributes.device.type, enabled=False):
+        return attributes.float() @ class_attributes.float().t()
 
 
 class AttributeScoring:

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from zslbench.backbones import read_state_dict
+from zslbench.backbones.vit import read_state_dict
 from zslbench.core.errors import ConfigError, UserError
 
 #: classifier / pre-logits keys a weights file may carry that a headless backbone lacks
