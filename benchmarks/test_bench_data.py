@@ -26,7 +26,7 @@ def pipeline(synth_root, quick):
     from zslbench.config import resolve
     from zslbench.data.synth import ensure_synth
     from zslbench.engine.data import load_run_data, make_batches
-    from zslbench.models import build_model
+    from zslbench.catalogue import build_model
 
     cfg = resolve("svip", "synth", "tiny" if quick else None, overrides=[f"data.root={synth_root}"])
     one_off = {}

@@ -27,7 +27,7 @@ def models(quick):
     import torch
 
     from zslbench.config import resolve
-    from zslbench.models import MODELS
+    from zslbench.catalogue import MODELS
 
     info = cub_like_info()
     preset = ("synth", "tiny") if quick else ("CUB", None)
@@ -35,7 +35,7 @@ def models(quick):
     for name in ("svip", "vit"):
         cfg = resolve(name, preset[0], preset[1]).model
         torch.manual_seed(0)
-        model = MODELS.get(name)(cfg, info)
+        model = MODELS.get(name).build(cfg, info)
         optimizer = torch.optim.Adam([p for g in model.param_groups("full") for p in g["params"]], lr=1e-5)
         built[name] = (model, optimizer)
     geometry = {"backbone": cfg.backbone, "img_size": cfg.img_size, "batch": BATCH, "init": "random",

@@ -41,7 +41,7 @@ def transzero_epochs(synth_root, quick):
     from zslbench.data.feature_cache import ExtractorSpec, extraction_transform, feature_batches
     from zslbench.data.images import ImageDataset
     from zslbench.engine.data import load_run_data, seen_lookup
-    from zslbench.models import build_model
+    from zslbench.catalogue import build_model
 
     cfg = resolve("transzero", "synth", "tiny" if quick else None, overrides=[f"data.root={synth_root}"])
     data = load_run_data(cfg)

@@ -45,7 +45,7 @@ def train(folder: Path, steps: int, preset: str) -> dict:
     from bench_models import cub_like_info
     from zslbench.config import resolve
     from zslbench.data.feature_cache import FeatureBatches, FeatureCache
-    from zslbench.models import build_model
+    from zslbench.catalogue import build_model
 
     cfg = resolve("transzero", "CUB") if preset == "cub" else resolve("transzero", "synth", "tiny")
     cache = FeatureCache(folder, json.loads((folder / "meta.json").read_text()))

@@ -78,8 +78,8 @@ def train_on_cache(folder: Path, steps: int, reader: str) -> dict:
     """(child process) TransZero CUB-preset training steps on the cache; reports the peak RSS."""
     import torch
 
-    from zslbench.baselines.configs import TransZeroConfig
-    from zslbench.baselines.transzero import TransZero
+    from zslbench.baselines.transzero.entry import TransZeroConfig
+    from zslbench.baselines.transzero.model import TransZero
     from zslbench.data.feature_cache import FeatureBatches, FeatureCache
     from zslbench.catalogue import DatasetInfo
 
@@ -154,7 +154,7 @@ def measure_epoch(args) -> dict:
     from zslbench.data.feature_cache import ExtractorSpec, ensure_feature_cache, extraction_transform, feature_batches
     from zslbench.data.images import ImageDataset
     from zslbench.engine.data import load_run_data, seen_lookup
-    from zslbench.models import build_model
+    from zslbench.catalogue import build_model
 
     cfg = resolve(model="transzero", dataset="synth", overrides=[f"data.root={Path(args.dir) / 'data'}"])
     data = load_run_data(cfg)

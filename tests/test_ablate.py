@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from zslbench.ablations import PAPER_ABLATION_SET
-from zslbench.ablations.grid import FULL, config_hash, grid_rows
+from zslbench.ablations import paper_rows
+from zslbench.ablations.grid import FULL, grid_rows
+from zslbench.config import config_hash
 from zslbench.config import resolve
 from zslbench.core.errors import UserError
 
@@ -58,7 +59,7 @@ def table_rows(out: str) -> list[str]:
 
 
 def test_rows_are_the_papers_set_then_the_full_model():
-    assert grid_rows([], "svip") == [*PAPER_ABLATION_SET, FULL]
+    assert grid_rows([], "svip") == [*paper_rows("svip"), FULL]
     assert grid_rows(["full", "no_js", "no_js"], "svip") == ["no_js", FULL]
     with pytest.raises(UserError, match="unknown ablation 'no_jss'.*Did you mean 'no_js'"):
         grid_rows(["no_jss"], "svip")
@@ -118,7 +119,7 @@ def test_full_paper_set_reuses_the_cells_it_shares(only_no_js, workdir):
     code, out, err = zslbench(["ablate", *TINY], workdir)
     assert code == 0, out + err
     assert "2 already finished, 4 to run" in out
-    assert table_rows(out) == [*PAPER_ABLATION_SET, "full model"]
+    assert table_rows(out) == [*paper_rows("svip"), "full model"]
     new = [r for r in runs(workdir) if r.info.run_id not in before]
     parent = [r for r in new if r.data.tags.get("zslbench.role") == "ablation-grid"]
     assert len(parent) == 1 and len(new) == 5  # the new grid's parent + 4 new cells

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zslbench.baselines.apn import APN, attribute_decorrelation, compactness
-from zslbench.baselines.configs import APNConfig
+from zslbench.baselines.apn.entry import APNConfig
+from zslbench.baselines.apn.model import APN, attribute_decorrelation, compactness
 from zslbench.core.errors import ConfigError
-from zslbench.models import MODELS, DatasetInfo
+from zslbench.catalogue import MODELS, DatasetInfo
 
 GROUPS = [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
 
@@ -221,7 +221,7 @@ def test_non_resnet_backbone_is_refused():
 
 
 def test_registered_as_an_image_model():
-    assert MODELS.get("apn") is APN and APN.input_kind == "image"
+    assert MODELS.get("apn").model_class() is APN and MODELS.get("apn").input_kind == "image"
 
 
 @pytest.mark.slow

@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zslbench.ablations import patches_for
-from zslbench.config import Config, SVIPConfig, ViTConfig, resolve
+from zslbench.baselines.vit.entry import ViTConfig
+from zslbench.config import Config, resolve
+from zslbench.svip.entry import SVIPConfig
 from zslbench.core.errors import ConfigError, UserError
 
 

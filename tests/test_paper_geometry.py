@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from zslbench.config import SVIPConfig
+from zslbench.svip.entry import SVIPConfig
 from zslbench.catalogue import DatasetInfo
 from zslbench.svip.model import SVIP
 

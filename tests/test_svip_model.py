@@ -9,9 +9,10 @@ import torch
 import zslbench.backbones.vit as backbones
 from zslbench.backbones.vit import add_positions
 from zslbench.ablations import patches_for
-from zslbench.config import SVIPConfig, resolve
+from zslbench.config import resolve
+from zslbench.svip.entry import SVIPConfig
 from zslbench.core.errors import ConfigError
-from zslbench.models import DatasetInfo, build_model
+from zslbench.catalogue import DatasetInfo, build_model
 from zslbench.svip.model import SVIP
 from zslbench.backbones.superpatch import group
 
@@ -308,7 +309,7 @@ def test_no_word_init_uses_a_free_vector(info):
 
 
 def test_baseline_ablation_builds_the_vit_model(info):
-    from zslbench.baselines.vit import ViTBaseline
+    from zslbench.baselines.vit.model import ViTBaseline
 
     assert isinstance(from_ablations(info, "baseline"), ViTBaseline)
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zslbench.baselines.configs import TransZeroConfig
-from zslbench.baselines.transzero import TransZero, relative_geometry_embedding
+from zslbench.baselines.transzero.entry import TransZeroConfig
+from zslbench.baselines.transzero.model import TransZero, relative_geometry_embedding
 from zslbench.core.errors import DataError
 from zslbench.metrics import gzsl_metrics, zsl_accuracy
-from zslbench.models import MODELS, DatasetInfo
+from zslbench.catalogue import MODELS, DatasetInfo
 
 CHANNELS = 512  # resnet10t's last stage
 
@@ -192,7 +192,7 @@ def test_losses_decrease_on_a_tiny_overfit():
 
 
 def test_registered_as_a_feature_model():
-    assert MODELS.get("transzero") is TransZero and TransZero.input_kind == "features"
+    assert MODELS.get("transzero").model_class() is TransZero and MODELS.get("transzero").input_kind == "features"
 
 
 # ------------------------------------------------------------------------------------------ end to end

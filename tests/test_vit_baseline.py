@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from zslbench.backbones.vit import build_vit, patch_grid
-from zslbench.baselines.vit import ViTBaseline
-from zslbench.config import ViTConfig, resolve
+from zslbench.baselines.vit.entry import ViTConfig
+from zslbench.baselines.vit.model import ViTBaseline
+from zslbench.config import resolve
 from zslbench.core.errors import ConfigError, UserError
-from zslbench.models import MODELS, DatasetInfo, build_model
+from zslbench.catalogue import MODELS, DatasetInfo, build_model
 
 TINY = dict(backbone="vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
 
@@ -42,7 +43,7 @@ def make_vit(info: DatasetInfo, **fields) -> ViTBaseline:
 
 # --------------------------------------------------------------------------- the baseline
 def test_registered_and_built_from_the_tiny_preset(info):
-    assert MODELS.get("vit") is ViTBaseline
+    assert MODELS.get("vit").model_class() is ViTBaseline
     model = build_model(resolve(model="vit", preset="tiny"), info)
     assert isinstance(model, ViTBaseline) and (model.grid, model.num_superpatches, model.patch_size) == (4, 4, 8)
 

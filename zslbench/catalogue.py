@@ -161,8 +161,13 @@ def register_ablation(ablation: Ablation) -> Ablation:
 
 def paper_ablations(model: str) -> list[Ablation]:
     """The rows of ``model``'s paper ablation table (without the full model), in the paper's order."""
-    rows = [a for a in ABLATIONS.entries() if a.paper_row is not None and a.models and a.models[0] == model]
+    rows = [a for a in ABLATIONS.registered() if a.paper_row is not None and a.models and a.models[0] == model]
     return sorted(rows, key=lambda a: a.paper_row)
+
+
+def ablation_families() -> list[str]:
+    """The models that have a paper ablation table, in catalogue order."""
+    return [name for name in MODELS.names() if paper_ablations(name)]
 
 
 def ablation_label(name: str) -> str:
@@ -170,9 +175,15 @@ def ablation_label(name: str) -> str:
     return ABLATIONS.get(name).label if name in ABLATIONS and ABLATIONS.get(name).label else name
 
 
+def display_name(model: str) -> str:
+    """How tables name a model (its name when it is not in the catalogue, e.g. an old run's)."""
+    return MODELS.get(model).display_name if model in MODELS else model
+
+
 register_ablation(Ablation(
     "reference_quirks", {"train.quirks": "reference"},
-    "train with every quirk of the model's reference implementation (train.quirks=reference)"))
+    "train with every quirk of the reference implementation "
+    "(Adam re-created each epoch, warm-up gradient accumulation, no shuffle, anomaly detection)"))
 
 
 # --------------------------------------------------------------------------- search spaces
@@ -253,9 +264,14 @@ def swept_key(name: str) -> str:
         return SPACES.get(name).key
     if "." in name:
         return name
-    raise unknown_name("sensitivity parameter", name, [s.name for s in SPACES.entries() if s.key])
+    raise unknown_name("sensitivity parameter", name, [s.name for s in sensitivity_spaces()])
+
+
+def sensitivity_spaces() -> list[SearchSpace]:
+    """The spaces that sweep one config key (not unions), in registration order."""
+    return [space for space in SPACES.registered() if space.key]
 
 
 def key_label(key: str) -> str:
     """How tables name a swept config key (``model.logit_scale`` → ``temperature σ``)."""
-    return next((s.label for s in SPACES.entries() if s.key == key and s.label), key)
+    return next((s.label for s in SPACES.registered() if s.key == key and s.label), key)

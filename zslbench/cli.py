@@ -109,7 +109,7 @@ def models_cmd() -> None:
     """List the registered models."""
     from rich.table import Table
 
-    from zslbench.models import MODELS
+    from zslbench.catalogue import MODELS
 
     table = Table("model", "description")
     for entry in MODELS.entries():

@@ -17,6 +17,9 @@ Example:
     Traceback (most recent call last):
     ConfigError: unknown config key 'train.lrr'; valid keys in 'train': ...
 
+Model sections and presets come from the model catalogue (:mod:`zslbench.catalogue`): each model
+package registers its config class and its per-dataset and ``--preset`` patches there.
+
 This module imports neither torch nor mlflow.
 """
 
@@ -32,10 +35,12 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
+from zslbench.catalogue import MODELS
 from zslbench.core.errors import ConfigError
 
 DATASETS = ("synth", "CUB", "AWA2", "SUN")
 PRESETS = ("paper", "quick", "tiny")
+DEFAULT_MODEL = "svip"
 Dataset = Literal["synth", "CUB", "AWA2", "SUN"]
 
 
@@ -55,49 +60,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Fields shared by every model; each model registers a subclass."""
+    """Fields shared by every model; each model's package declares a subclass in its catalogue entry."""
 
-    name: str = "svip"
+    name: str = DEFAULT_MODEL
+    img_size: int = 224  # input image side (of the feature extractor, for models on cached features)
 
-
-@dataclass
-class ViTBackbone(ModelConfig):
-    """A timm ViT of any even-grid geometry (0 = the named architecture's own value)."""
-
-    backbone: str = "vit_base_patch16_224"
-    pretrained: str = ""  # "" random init | path to a state dict / safetensors | "hub"
-    img_size: int = 224
-    patch_size: int = 0
-    embed_dim: int = 0
-    depth: int = 0
-    num_heads: int = 0
-    logit_scale: float = 5.0  # σ (SVIP.md §5); swept as `temperature`
-    pool: Literal["mean", "max"] = "mean"
-
-
-@dataclass
-class ViTConfig(ViTBackbone):
-    name: str = "vit"
-    head: Literal["patches", "cls"] = "patches"
-
-
-@dataclass
-class SVIPConfig(ViTBackbone):
-    name: str = "svip"
-    keep: int = 40  # K kept super-patches (the paper's patch number M)
-    patch_selection: bool = True  # False = "w/o SSPS": K uniformly random super-patches
-    rollout: Literal["reference", "paper"] = "reference"
-    score_grouping: Literal["strip4", "block"] = "strip4"
-    patch_targets: Literal["hard", "soft"] = "hard"
-    contextualize: Literal["add", "replace", "drop"] = "add"  # drop = "w/o PSC"
-    word_init: bool = True  # False = "w/o W2P": e is a free random vector
-    inference_pool: Literal["all", "topk"] = "all"
-    consistency: Literal["kl", "jsd", "none"] = "kl"
-    consistency_temperature: float = 20.0
-    js_weight: float = 1.0  # λ1
-    patch_cls_weight: float = 3.0  # λ2
-    att_dec: float = 0.3  # attribute-group L2,1 weight (applied twice, as the reference)
-    mse_weight: float = 0.0
+    def validate(self) -> None:
+        """Model-specific checks of the resolved values (raise ConfigError naming the key)."""
+        if self.img_size <= 0:
+            raise ConfigError(f"model.img_size must be positive, got {self.img_size}")
 
 
 @dataclass
@@ -147,7 +118,7 @@ class TrackConfig:
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=SVIPConfig)
+    model: ModelConfig = field(default_factory=lambda: model_config_class(DEFAULT_MODEL)())
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     track: TrackConfig = field(default_factory=TrackConfig)
@@ -177,7 +148,7 @@ class Config:
         model_section = data.get("model") or {}
         if not isinstance(model_section, Mapping):
             raise ConfigError(f"config section 'model' must be a mapping of keys to values, got {model_section!r}")
-        model_name = model_section.get("name", "svip")
+        model_name = model_section.get("name", DEFAULT_MODEL)
         cfg = Config(model=model_config_class(model_name)())
         for key, value in _flatten(data):
             set_value(cfg, key, value)
@@ -201,104 +172,34 @@ class Config:
 SECTIONS = ("data", "model", "train", "eval", "track")
 
 
-# --------------------------------------------------------------------------- model configs
-MODEL_CONFIGS: dict[str, type[ModelConfig]] = {"svip": SVIPConfig, "vit": ViTConfig}
-
-
-def register_model_config(name: str):
-    """Register the config dataclass of a model (used by the baselines)."""
-
-    def decorator(cls: type[ModelConfig]) -> type[ModelConfig]:
-        MODEL_CONFIGS[name] = cls
-        return cls
-
-    return decorator
-
-
+# --------------------------------------------------------------------------- models and presets
 def model_config_class(name: str) -> type[ModelConfig]:
-    _load_model_configs()
-    if not isinstance(name, str) or name not in MODEL_CONFIGS:
-        raise ConfigError(f"unknown model {name!r}; valid choices: {', '.join(sorted(MODEL_CONFIGS))}")
-    return MODEL_CONFIGS[name]
+    """The config section class of a catalogued model."""
+    if not isinstance(name, str) or name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; valid choices: {', '.join(MODELS.names())}")
+    return MODELS.get(name).config
 
 
-def _load_model_configs() -> None:
-    # Baseline configs live next to their (torch-free) preset modules.
-    import importlib
-
-    for module in ("zslbench.baselines.configs",):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
-# --------------------------------------------------------------------------- presets (data)
-#: The CPU-sized ViT used on the synthetic benchmark (input 64 px, patch 8 → 8×8 grid, 16 super-patches).
-SYNTH_VIT = {
-    "model.backbone": "vit_tiny_patch16_224",
-    "model.img_size": 64,
-    "model.patch_size": 8,
-    "model.embed_dim": 96,
-    "model.depth": 4,
-    "model.num_heads": 3,
-}
-
-_SVIP_PAPER: dict[str, dict[str, Any]] = {
-    # SVIP.md §7: warm-up epochs 0..3 → 4 warm-up epochs; K of 49
-    "CUB": {"train.epochs": 30, "train.warmup_epochs": 4, "train.warmup_lr": 5e-5, "train.lr": 3e-5,
-            "train.betas": (0.5, 0.999), "model.keep": 40, "model.patch_cls_weight": 3.0, "model.att_dec": 0.3},
-    "AWA2": {"train.epochs": 30, "train.warmup_epochs": 6, "train.warmup_lr": 1e-6, "train.lr": 3e-6,
-             "train.betas": (0.8, 0.999), "model.keep": 45, "model.patch_cls_weight": 4.0, "model.att_dec": 1.0},
-    "SUN": {"train.epochs": 50, "train.warmup_epochs": 4, "train.warmup_lr": 1e-4, "train.lr": 1e-5,
-            "train.betas": (0.5, 0.999), "model.keep": 45, "model.patch_cls_weight": 3.0, "model.att_dec": 0.3},
-    "synth": {**SYNTH_VIT, "train.epochs": 12, "train.warmup_epochs": 1, "train.warmup_lr": 1e-3,
-              "train.lr": 5e-4, "train.lr_decay_every": 4, "train.betas": (0.9, 0.999), "train.batch_size": 64,
-              "model.keep": 12, "model.patch_cls_weight": 3.0, "model.att_dec": 0.3},
-}
-
-#: (model, dataset) → the model's preset for that dataset. Baselines add theirs.
-MODEL_PRESETS: dict[tuple[str, str], dict[str, Any]] = {}
-for _ds, _patch in _SVIP_PAPER.items():
-    MODEL_PRESETS[("svip", _ds)] = dict(_patch)
-    # The ViT baseline shares SVIP's data, schedule and evaluation (BASELINES.md §1).
-    MODEL_PRESETS[("vit", _ds)] = {k: v for k, v in _patch.items() if not k.startswith("model.") or k in SYNTH_VIT}
-
-#: --preset patches, per model family ("*" = every model). Applied after the model preset.
-PRESET_PATCHES: dict[str, dict[str, dict[str, Any]]] = {
-    "paper": {
-        "*": {"data.synth_preset": "paper"},
-        "vit_backbone": {"model.backbone": "vit_base_patch16_224", "model.img_size": 224, "model.patch_size": 0,
-                         "model.embed_dim": 0, "model.depth": 0, "model.num_heads": 0},
-    },
-    "quick": {
-        "*": {"train.epochs": 6, "train.warmup_epochs": 1},
-        "vit_backbone": {**SYNTH_VIT, "model.img_size": 64},
-    },
-    "tiny": {
-        # one thread: tiny models gain nothing from more, and lose a lot on a busy machine
-        "*": {"data.synth_preset": "tiny", "train.epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 16,
-              "eval.batch_size": 64, "train.threads": 1},
-        "vit_backbone": {**SYNTH_VIT, "model.img_size": 32, "model.patch_size": 8, "model.embed_dim": 32,
-                         "model.depth": 2, "model.num_heads": 2, "model.keep": 3,
-                         "train.warmup_lr": 1e-3, "train.lr": 1e-3},
-    },
+#: The part of each ``--preset`` that every model shares (the model's catalogue entry adds its own part).
+GENERIC_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"data.synth_preset": "paper"},
+    "quick": {"train.epochs": 6, "train.warmup_epochs": 1},
+    # one thread: tiny models gain nothing from more, and lose a lot on a busy machine
+    "tiny": {"data.synth_preset": "tiny", "train.epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 16,
+             "eval.batch_size": 64, "train.threads": 1},
 }
 
 
 def preset_patch(preset: str, model: str) -> dict[str, Any]:
-    if preset not in PRESET_PATCHES:
+    """The ``--preset`` patch for ``model``: the shared part, then the model's own part."""
+    if preset not in GENERIC_PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
-    families = PRESET_PATCHES[preset]
-    patch = dict(families.get("*", {}))
-    cls = model_config_class(model)
-    if issubclass(cls, ViTBackbone):
-        patch.update(families.get("vit_backbone", {}))
-    patch.update(families.get(model, {}))
-    fields = {f.name for f in dataclasses.fields(cls)}
-    # keys of a family that the model lacks (e.g. keep for vit) are skipped, not errors
-    return {k: v for k, v in patch.items() if not k.startswith("model.") or k.split(".", 1)[1] in fields}
+    return {**GENERIC_PRESETS[preset], **MODELS.get(model).preset_patches.get(preset, {})}
+
+
+def model_preset(model: str, dataset: str) -> dict[str, Any]:
+    """The model's preset for ``dataset`` (the paper's settings; empty for a dataset it has none for)."""
+    return dict(MODELS.get(model).presets.get(dataset, {}))
 
 
 # --------------------------------------------------------------------------- resolution
@@ -307,7 +208,7 @@ def default_data_root() -> str:
 
 
 def resolve(
-    model: str = "svip",
+    model: str = DEFAULT_MODEL,
     dataset: str = "synth",
     preset: str | None = None,
     ablations: Sequence[tuple[str, Mapping[str, Any]]] = (),
@@ -327,7 +228,7 @@ def resolve(
     else:
         cfg = Config(model=model_config_class(model)())
         cfg.data.dataset = dataset  # type: ignore[assignment]
-        apply_patch(cfg, MODEL_PRESETS.get((model, dataset), {}), source=f"{model} preset for {dataset}")
+        apply_patch(cfg, model_preset(model, dataset), source=f"{model} preset for {dataset}")
     if preset:
         apply_patch(cfg, preset_patch(preset, cfg.model.name), source=f"preset {preset}")
         cfg.preset = preset
@@ -340,6 +241,29 @@ def resolve(
         set_value(cfg, key, value)
     validate(cfg)
     return cfg
+
+
+#: Where things are, not what is computed: left out of the hash so machines with other paths agree.
+LOCATION_KEYS = (("data", "root"), ("data", "image_root"))
+
+
+def config_hash(cfg: Config) -> str:
+    """sha256 of the resolved config's YAML without ``train.seed``, the ``track`` section and the
+    data locations: the identity of an experiment cell, shared by every seed, tracking store and
+    machine (the data's content is identified by the runs' ``data.fingerprint`` tag).
+
+    >>> a, b = resolve(overrides=["train.seed=0"]), resolve(overrides=["train.seed=1", "track.experiment=x"])
+    >>> config_hash(a) == config_hash(b), config_hash(a) == config_hash(resolve(overrides=["train.lr=1"]))
+    (True, False)
+    """
+    import hashlib
+
+    data = cfg.to_dict()
+    data.pop("track", None)
+    data.get("train", {}).pop("seed", None)
+    for section, key in LOCATION_KEYS:
+        data.get(section, {}).pop(key, None)
+    return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()
 
 
 def parse_override(item: str) -> tuple[str, Any]:
@@ -400,31 +324,11 @@ MAX_IMAGE_SIZE = 4096
 
 
 def validate(cfg: Config) -> None:
-    m = cfg.model
-    for key, size in (("model.img_size", getattr(m, "img_size", 0)), ("data.image_size", cfg.data.image_size)):
+    for key, size in (("model.img_size", cfg.model.img_size), ("data.image_size", cfg.data.image_size)):
         if size > MAX_IMAGE_SIZE:
             raise ConfigError(f"{key} must be at most {MAX_IMAGE_SIZE} pixels, got {size}; "
                               "the models are built for 224 (or 448)")
-    if isinstance(m, ViTBackbone):
-        if m.img_size <= 0:
-            raise ConfigError(f"model.img_size must be positive, got {m.img_size}")
-        if m.patch_size and (m.img_size // m.patch_size) % 2:
-            raise ConfigError(
-                f"model.img_size/model.patch_size = {m.img_size}/{m.patch_size} gives an odd patch grid; "
-                "super-patches need an even grid (e.g. img_size 64, patch_size 8)")
-        if m.logit_scale <= 0:
-            raise ConfigError(f"model.logit_scale (temperature σ) must be positive, got {m.logit_scale}")
-        for name in ("patch_size", "embed_dim", "depth", "num_heads"):  # 0 = the architecture's own value
-            if getattr(m, name) < 0:
-                raise ConfigError(f"model.{name} must be 0 (the backbone's own value) or positive, got {getattr(m, name)}")
-    if isinstance(m, SVIPConfig):
-        if m.keep < 1:
-            raise ConfigError(f"model.keep must be at least 1, got {m.keep}")
-        for name in ("js_weight", "patch_cls_weight", "att_dec", "mse_weight"):
-            if getattr(m, name) < 0:
-                raise ConfigError(f"model.{name} is a loss weight and must be non-negative, got {getattr(m, name)}")
-        if m.consistency_temperature <= 0:
-            raise ConfigError(f"model.consistency_temperature must be positive, got {m.consistency_temperature}")
+    cfg.model.validate()
     t = cfg.train
     for name in ("epochs", "batch_size", "eval_every"):
         if getattr(t, name) < 1:

@@ -1,16 +1,14 @@
 """``zslbench ablate``: the paper's ablation table (SVIP.md §9) over seeds, under one MLflow parent run.
 
-The grid's rows are the baseline, each single ablation of :data:`PAPER_ABLATION_SET` and the
-full model (``--only`` narrows the rows; the full model is always run, it is what Δ compares to).
+The grid's rows are the model's paper ablation rows (for SVIP: the baseline and each single ablation,
+SVIP.md §9; see :func:`zslbench.ablations.paper_rows`) and the full model (``--only`` narrows the rows; the full model is always run, it is what Δ compares to).
 Every cell (row × seed) is one child run tagged with ``zslbench.config_hash``: the sha256 of the
 resolved config without its seed and tracking fields. A cell whose hash and seed already have a
 FINISHED run in the experiment is not trained again — its run is reused — so re-running the same
 command only fills in what is missing, and a grid that was interrupted continues where it stopped.
 
-    >>> from zslbench.config import resolve
-    >>> a, b = resolve(overrides=["train.seed=0"]), resolve(overrides=["train.seed=1", "track.experiment=x"])
-    >>> config_hash(a) == config_hash(b), config_hash(a) == config_hash(resolve(overrides=["train.lr=1"]))
-    (True, False)
+    >>> [cell.row for cell in plan(AblateOptions(preset="tiny"))]
+    ['baseline', 'no_patch_selection', 'no_replacement', 'no_js', 'no_word_init', 'full']
 """
 
 from __future__ import annotations
@@ -23,8 +21,8 @@ from typing import Any, Optional, Sequence
 
 import yaml
 
-from zslbench.ablations import PAPER_ABLATION_SET, patches_for
-from zslbench.config import Config, resolve
+from zslbench.ablations import paper_rows, patches_for
+from zslbench.config import Config, config_hash, resolve
 
 FULL = "full"
 HASH_TAG = "zslbench.config_hash"
@@ -32,22 +30,6 @@ GRID_TAG = "zslbench.grid_hash"
 ROW_TAG = "zslbench.ablation_row"
 METRIC_KEYS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")
 COLUMNS = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "ausuc": "AUSUC"}
-
-
-#: Where things are, not what is computed: left out of the hash so machines with other paths agree.
-LOCATION_KEYS = (("data", "root"), ("data", "image_root"))
-
-
-def config_hash(cfg: Config) -> str:
-    """sha256 of the resolved config's YAML without ``train.seed``, the ``track`` section and the
-    data locations (the identity of an experiment cell, shared by every seed, tracking store and
-    machine; the data's content is identified by the runs' ``data.fingerprint`` tag)."""
-    data = cfg.to_dict()
-    data.pop("track", None)
-    data.get("train", {}).pop("seed", None)
-    for section, key in LOCATION_KEYS:
-        data.get(section, {}).pop(key, None)
-    return hashlib.sha256(yaml.safe_dump(data, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
@@ -81,7 +63,7 @@ class Cell:
 def grid_rows(only: Sequence[str], model: str) -> list[str]:
     """The rows to run: the paper's set (or ``--only``), with the full model last."""
     if not only:
-        return [*PAPER_ABLATION_SET, FULL]
+        return [*paper_rows(model), FULL]
     rows: list[str] = []
     for name in only:
         if name != FULL:
@@ -248,5 +230,5 @@ def _delta(value: Optional[float]) -> str:
     return "–" if value is None else f"{100 * value:+.1f}"
 
 
-__all__ = ["AblateOptions", "Cell", "ablation_summary", "config_hash", "grid_rows", "plan", "print_ablation_table",
+__all__ = ["AblateOptions", "Cell", "ablation_summary", "grid_rows", "plan", "print_ablation_table",
            "run_ablation_grid"]

@@ -15,7 +15,7 @@ embedding and the blocks:
   attention maps and handing them to a callback (only SVIP's source pass needs them).
 
 Example:
-    >>> from zslbench.config import ViTConfig
+    >>> from zslbench.baselines.vit.entry import ViTConfig
     >>> vit = build_vit(ViTConfig(backbone="vit_tiny_patch16_224", img_size=32, patch_size=8,
     ...                           embed_dim=32, depth=2, num_heads=2))
     >>> patch_grid(vit), vit.embed_dim

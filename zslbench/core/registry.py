@@ -69,7 +69,13 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def entries(self) -> list[Entry[T]]:
+        """Every entry, sorted by name."""
         return [self._entries[n] for n in self.names()]
+
+    def registered(self) -> list[T]:
+        """Every registered object, in registration order."""
+        self._ensure_loaded()
+        return [entry.obj for entry in self._entries.values()]
 
     def __contains__(self, name: str) -> bool:
         self._ensure_loaded()

@@ -52,7 +52,7 @@ def dataset_directory(cfg: Config, console=None) -> tuple[str, Path]:
 
 
 def image_size_of(cfg: Config) -> int:
-    return cfg.data.image_size or int(getattr(cfg.model, "img_size", 224))
+    return cfg.data.image_size or cfg.model.img_size
 
 
 def load_run_data(cfg: Config, console=None) -> RunData:
@@ -189,9 +189,10 @@ def seen_lookup(info: DatasetInfo) -> np.ndarray:
 
 def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, device: torch.device):
     """The batch source over ``indices`` of the split's image list (or of its cached region features)."""
-    from zslbench.models import MODELS
+    from zslbench.catalogue import model_entry
 
-    if getattr(MODELS.get(cfg.model.name), "input_kind", "image") == "features":
+    entry = model_entry(cfg.model.name)
+    if entry.input_kind == "features":
         from zslbench.data.feature_cache import feature_batches
 
         return feature_batches(cfg, data, indices, train, device)
@@ -202,7 +203,7 @@ def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, d
     drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
     from zslbench.data.images import ImageDataset, build_transform, cacheable_geometry
 
-    recipe = getattr(MODELS.get(cfg.model.name), "image_recipe", "dataset")
+    recipe = entry.image_recipe
     plan = cacheable_geometry(cfg.data.dataset, train, recipe)
     if cfg.data.cache_images and plan is not None and (cfg.data.dataset == "synth" or len(indices) <= 20000):
         geometry, flip = plan  # decoded once through the transform's fixed geometry, flipped per batch

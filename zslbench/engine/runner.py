@@ -73,7 +73,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     from zslbench.engine.data import load_run_data
     from zslbench.engine.device import pick_device
     from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
-    from zslbench.models import build_model
+    from zslbench.catalogue import build_model
     from zslbench.tracking import NullTracker
 
     dist = distributed.current()
@@ -236,7 +236,7 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
     from zslbench.engine import distributed
     from zslbench.engine.trainer import EvalSets, Trainer, seed_everything
     from zslbench.metrics import evaluate_scores
-    from zslbench.models import build_model
+    from zslbench.catalogue import build_model
 
     done = out_dir / "validation" / "history.json"
     if done.exists():

@@ -195,23 +195,21 @@ def varying_hyperparameters(frame: pl.DataFrame) -> list[str]:
 
 
 def method_label(model: str, ablations: str) -> str:
-    """A paper-style method name: model display name plus its ablations.
+    """A paper-style method name: the model's display name plus its ablations (catalogue labels).
 
     >>> method_label("svip", "none"), method_label("svip", "no_js"), method_label("vit", "baseline")
     ('SVIP', 'SVIP w/o JSD', 'ViT (baseline)')
     """
-    name = MODEL_NAMES.get(model, model)
+    from zslbench.catalogue import ABLATIONS, ablation_label, display_name
+
+    name = display_name(model)
     if ablations in ("", "none"):
         return name
-    parts = [ABLATION_NAMES.get(a, a) for a in ablations.split(",")]
-    if parts == ["baseline"]:
-        return f"{name} (baseline)"
+    names = ablations.split(",")
+    if len(names) == 1 and names[0] in ABLATIONS and ABLATIONS.get(names[0]).exclusive:
+        return f"{name} ({names[0]})"  # it replaced the model: the model's name says what ran
+    parts = [ablation_label(a) for a in names]
     return f"{name} " + " ".join(p if p.startswith("w/o") else f"+{p}" for p in parts)
-
-
-MODEL_NAMES = {"svip": "SVIP", "vit": "ViT", "transzero": "TransZero", "apn": "APN"}
-ABLATION_NAMES = {"no_patch_selection": "w/o SSPS", "no_replacement": "w/o PSC", "no_js": "w/o JSD",
-                  "no_word_init": "w/o W2P", "baseline": "baseline"}
 
 
 def aggregate(frame: pl.DataFrame, metrics: Sequence[str] = TABLE_METRICS,

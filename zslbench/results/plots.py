@@ -103,7 +103,7 @@ def plot_sensitivity(experiment: str, param: str, out: Path, tracking_uri: str =
     """Metric (%) vs ``param``'s value, one panel per metric, seeds as an error band (± std)."""
     import seaborn as sns
 
-    from zslbench.results.tables import SENSITIVITY_NAMES
+    from zslbench.catalogue import key_label
 
     out = check_output(out)
     frame = load_runs(experiment, tracking_uri) if frame is None else frame
@@ -123,11 +123,11 @@ def plot_sensitivity(experiment: str, param: str, out: Path, tracking_uri: str =
         sns.lineplot(data=data, x="value", y="score", hue="dataset", palette=palette, errorbar="sd", marker="o",
                      ax=axis, legend=axis is axes[0][-1])
         axis.set_title(metric)
-        axis.set_xlabel(SENSITIVITY_NAMES.get(column, column))
+        axis.set_xlabel(key_label(column))
         axis.set_ylabel("%" if axis is axes[0][0] else "")
     if axes[0][-1].get_legend() is not None:
         sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="dataset", frameon=False)
-    fig.suptitle(f"Sensitivity to {SENSITIVITY_NAMES.get(column, column)} (mean ± std over seeds)", y=1.04)
+    fig.suptitle(f"Sensitivity to {key_label(column)} (mean ± std over seeds)", y=1.04)
     save_figure(fig, out)
     parents = [p for p in runs["parent_run_id"].unique().to_list() if p] if "parent_run_id" in runs.columns else []
     if len(parents) == 1:

@@ -23,7 +23,8 @@ import polars as pl
 from zslbench.core.version import PROTOCOL_VERSION, __version__
 from zslbench.core.errors import UserError
 from zslbench.core.files import atomic_write
-from zslbench.results.tables import (METRIC_HEADERS, SENSITIVITY_PARAMS, Cell, Table, build_table, percent,
+from zslbench.catalogue import sensitivity_spaces
+from zslbench.results.tables import (METRIC_HEADERS, Cell, Table, build_table, percent,
                                      render_markdown, signed_percent)
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
@@ -58,7 +59,7 @@ def write_report(experiment: str, out_dir: Path, tracking_uri: str = "", reporte
                                                           tracking_uri, frame=frame, cache_dir=cache_dir)))
     except UserError as exc:
         sections.append(("Seen–unseen curves", f"Not available: {exc}"))
-    for name in SENSITIVITY_PARAMS:
+    for name in (space.name for space in sensitivity_spaces()):
         if any(title.endswith(f"({name})") for title, _ in tables):
             sections.append((f"Sensitivity plot ({name})",
                              plot_sensitivity(experiment, name, figures / f"sensitivity_{name}.png", tracking_uri,
@@ -88,7 +89,7 @@ def _tables(frame: pl.DataFrame, experiment: str, reported: bool) -> list[tuple[
     frame = _current_protocol(frame, check_protocols)
     tables: list[tuple[str, Table]] = []
     for title, kind, param in [("Main results", "main", None), ("Ablation", "ablation", None)] + \
-            [(f"Sensitivity ({name})", "sensitivity", name) for name in SENSITIVITY_PARAMS]:
+            [(f"Sensitivity ({space.name})", "sensitivity", space.name) for space in sensitivity_spaces()]:
         try:
             tables.append((title, build_table(kind, frame, param=param, reported=reported and kind != "sensitivity",
                                               experiment=experiment)))

@@ -31,6 +31,8 @@ from typing import Any, Iterable, Sequence
 
 import polars as pl
 
+from zslbench.catalogue import (ABLATIONS, MODELS, ablation_families, display_name, key_label, paper_ablations,
+                                 sensitivity_spaces, swept_key)
 from zslbench.core.errors import UserError, unknown_name
 from zslbench.results.frames import (TABLE_METRICS, aggregate, check_protocols, method_label, policy_sentence,
                                      warn)
@@ -41,18 +43,8 @@ METRIC_HEADERS = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "
 #: Metrics whose value depends on γ (test-selected when γ was chosen on the test set).
 GAMMA_METRICS = ("gzsl_u", "gzsl_s", "gzsl_h")
 DATASET_ORDER = ("synth", "CUB", "AWA2", "SUN")
-MODEL_ORDER = ("vit", "apn", "transzero", "svip")
-#: ``zslbench table sensitivity PARAM`` names → config params (as ``zslbench sweep``).
-SENSITIVITY_PARAMS = {"patch_number": "model.keep", "js_weight": "model.js_weight",
-                      "patch_cls_weight": "model.patch_cls_weight", "temperature": "model.logit_scale"}
-SENSITIVITY_NAMES = {"model.keep": "patch number K", "model.js_weight": "λ1 (consistency weight)",
-                     "model.patch_cls_weight": "λ2 (PatchCls weight)", "model.logit_scale": "temperature σ"}
-#: The paper's ablation rows (SVIP.md §9), in order: (row key, label).
-ABLATION_ROWS = (("baseline", "Baseline: ViT + attribute head"), ("no_patch_selection", "w/o SSPS"),
-                 ("no_replacement", "w/o PSC"), ("no_js", "w/o JSD"), ("no_word_init", "w/o W2P"),
-                 ("full", "Full SVIP"))
-#: Ablations that belong to the ablation table, not to the main table's method rows.
-PAPER_ABLATIONS = ("no_patch_selection", "no_replacement", "no_js", "no_word_init")
+#: The row of the unablated model in an ablation table.
+FULL = "full"
 REPORTED_NOTE = ("Reported rows are the authors' published numbers, selected on the test set by their authors "
                  "(oracle epoch; γ built in or tuned on test); they are not ranked against measured rows.")
 ORACLE_NOTE = "† test-selected: chosen on the test set (oracle epoch or γ); optimistic."
@@ -117,7 +109,8 @@ def build_table(kind: str, frame: pl.DataFrame, *, param: str | None = None, rep
     if kind == "ablation":
         return ablation_table(frame, reported=reported, experiment=experiment)
     if param is None:
-        raise UserError(f"table sensitivity needs a parameter: one of {', '.join(SENSITIVITY_PARAMS)}")
+        names = ", ".join(space.name for space in sensitivity_spaces())
+        raise UserError(f"table sensitivity needs a parameter: one of {names}")
     return sensitivity_table(frame, param, experiment=experiment)
 
 
@@ -149,8 +142,9 @@ def experiment_table(kind: str, experiment: str = "zslbench", *, tracking_uri: s
 
 def main_table(frame: pl.DataFrame, reported: bool = False, experiment: str = "") -> Table:
     """Rows = methods (model + ablations), column groups per dataset with T1 | U S H | AUSUC."""
-    frame = frame.filter(~pl.col("ablations").str.contains("|".join(PAPER_ABLATIONS))) \
-        if "ablations" in frame.columns else frame
+    rows_elsewhere = _ablation_table_rows()  # belong to the ablation table, not to the main table's methods
+    if "ablations" in frame.columns and rows_elsewhere:
+        frame = frame.filter(~pl.col("ablations").str.contains("|".join(rows_elsewhere)))
     grouped = aggregate(frame)
     if grouped.is_empty():
         raise UserError(f"experiment {experiment!r} has no method runs for the main table (only paper ablations); "
@@ -174,26 +168,49 @@ def main_table(frame: pl.DataFrame, reported: bool = False, experiment: str = ""
 
 
 def ablation_table(frame: pl.DataFrame, reported: bool = False, experiment: str = "") -> Table:
-    """The paper's ablation rows, T1 and H per dataset, Δ (points) vs full SVIP."""
-    keys = [_ablation_key(m, a) for m, a in zip(frame["model"].to_list(), frame["ablations"].to_list())]
-    keyed = frame.with_columns(pl.Series("ablation_row", keys, dtype=pl.Utf8)).filter(pl.col("ablation_row") != "")
+    """The paper's ablation rows of each model that has them (catalogue order), T1 and H per dataset,
+    Δ (points) vs the full model; one block per such model when there are several."""
+    found = [_ablation_row(m, a) for m, a in zip(frame["model"].to_list(), frame["ablations"].to_list())]
+    keyed = frame.with_columns(pl.Series("ablation_family", [f for f, _ in found], dtype=pl.Utf8),
+                               pl.Series("ablation_row", [r for _, r in found], dtype=pl.Utf8)) \
+        .filter(pl.col("ablation_row") != "")
     if keyed.is_empty():
         raise UserError(f"experiment {experiment!r} has no runs of the paper's ablation rows; "
                         "run `zslbench ablate` first")
-    # `--model vit` and `--ablate baseline` are the same configuration: one row.
-    keyed = keyed.with_columns(pl.when(pl.col("ablation_row") == "baseline").then(pl.lit("baseline"))
+    # a model-replacing row (`--ablate baseline`) and a plain run of that model (`--model vit`) are one row
+    replacing = [a.name for a in ABLATIONS.registered() if a.exclusive]
+    keyed = keyed.with_columns(pl.when(pl.col("ablation_row").is_in(replacing)).then(pl.col("ablation_row"))
                                .otherwise(pl.col("ablations")).alias("ablations"))
-    grouped = aggregate(keyed, extra=["ablation_row"])
+    grouped = aggregate(keyed, extra=["ablation_family", "ablation_row"])
     datasets = _datasets(grouped["dataset_label"].to_list())
     metrics = ["zsl_t1", "gzsl_h"]
-    labels_by_key = dict(ABLATION_ROWS)
-    labels, notes = _row_labels(grouped, lambda r: labels_by_key[r["ablation_row"]])
-    order_of = {key: i for i, (key, _) in enumerate(ABLATION_ROWS)}
-    order = sorted(range(grouped.height), key=lambda i: (order_of[grouped[i, "ablation_row"]], labels[i]))
-    rows = _rows(grouped, labels, order, metrics, key_column="ablation_row")
-    majority = _majority_policy(grouped)
+    families = [f for f in ablation_families() if f in set(grouped["ablation_family"].to_list())]
+    labels, notes = _row_labels(grouped, lambda r: _ablation_row_labels(r["ablation_family"])[r["ablation_row"]])
+    blocks = []
+    for family in families:
+        order_of = {row: i for i, row in enumerate(_ablation_row_labels(family))}
+        mine = [i for i in range(grouped.height) if grouped[i, "ablation_family"] == family]
+        order = sorted(mine, key=lambda i: (order_of[grouped[i, "ablation_row"]], labels[i]))
+        rows = _rows(grouped, labels, order, metrics, key_column="ablation_row")
+        _mark_deltas(rows, datasets, metrics, _majority_policy(grouped))
+        blocks.append(Block(rows, title=display_name(family) if len(families) > 1 else ""))
+    reported_rows = _reported("ablation") if reported and "svip" in families else []
+    if reported_rows:
+        datasets = _datasets(datasets + [r["dataset"] for r in reported_rows])
+        paper = _reported_block_rows(reported_rows, "method", _ablation_row_labels("svip"))
+        blocks.append(Block(paper, title="Reported in the SVIP paper (test-selected)", ranked=False))
+    shown = " and ".join(display_name(f) for f in families)
+    table = Table("ablation", _caption(f"Ablation of {shown}'s components", experiment), "Variant",
+                  [(d, metrics) for d in datasets], blocks, label="tab:ablation")
+    notes = notes + [f"Δ (in parentheses): difference to full {shown} in percentage points, same dataset and policy."]
+    _finish(table, grouped, notes, reported=bool(reported_rows))
+    return table
+
+
+def _mark_deltas(rows: list[Row], datasets: Sequence[str], metrics: Sequence[str], majority: str) -> None:
+    """Δ of every row vs the full model's row of the same dataset and policy."""
     for dataset in datasets:
-        reference = next((r for r in rows if r.key == "full" and r.policy == majority
+        reference = next((r for r in rows if r.key == FULL and r.policy == majority
                           and any(g == dataset for g, _ in r.cells)), None)
         if reference is None:
             continue
@@ -204,17 +221,6 @@ def ablation_table(frame: pl.DataFrame, reported: bool = False, experiment: str 
                 cell, ref = row.cells.get((dataset, metric)), reference.cells.get((dataset, metric))
                 if cell is not None and ref is not None and cell.mean is not None and ref.mean is not None:
                     cell.delta = cell.mean - ref.mean
-    blocks = [Block(rows)]
-    reported_rows = _reported("ablation") if reported else []
-    if reported_rows:
-        datasets = _datasets(datasets + [r["dataset"] for r in reported_rows])
-        paper = _reported_block_rows(reported_rows, "method", labels_by_key)
-        blocks.append(Block(paper, title="Reported in the SVIP paper (test-selected)", ranked=False))
-    table = Table("ablation", _caption("Ablation of SVIP's components", experiment), "Variant",
-                  [(d, metrics) for d in datasets], blocks, label="tab:ablation")
-    notes = notes + ["Δ (in parentheses): difference to full SVIP in percentage points, same dataset and policy."]
-    _finish(table, grouped, notes, reported=bool(reported_rows))
-    return table
 
 
 def _majority_policy(grouped: pl.DataFrame) -> str:
@@ -249,7 +255,7 @@ def sensitivity_table(frame: pl.DataFrame, param: str, experiment: str = "") -> 
     labels, notes = _row_labels(grouped, label)
     order = sorted(range(grouped.height), key=lambda i: (_nan_last(grouped[i, "_value"]), labels[i]))
     rows = _rows(grouped, labels, order, metrics)
-    pretty = SENSITIVITY_NAMES.get(column, column)
+    pretty = key_label(column)
     table = Table("sensitivity", _caption(f"Sensitivity to {pretty} ({column})", experiment), pretty,
                   [(d, metrics) for d in datasets], [Block(rows)], label=f"tab:sensitivity-{param}")
     if any(p for h in others for p in h.split(", ") if p and not p.startswith(column + "=")):
@@ -260,11 +266,7 @@ def sensitivity_table(frame: pl.DataFrame, param: str, experiment: str = "") -> 
 
 def sensitivity_column(param: str) -> str:
     """The config param of a sensitivity name (``temperature`` → ``model.logit_scale``); dotted names pass."""
-    if param in SENSITIVITY_PARAMS:
-        return SENSITIVITY_PARAMS[param]
-    if "." in param:
-        return param
-    raise unknown_name("sensitivity parameter", param, SENSITIVITY_PARAMS)
+    return swept_key(param)
 
 
 # --------------------------------------------------------------------------- building helpers
@@ -290,18 +292,32 @@ def _datasets(names: Iterable[str]) -> list[str]:
 
 def _method_key(row: dict[str, Any]) -> tuple:
     model = row["model"]
-    model_rank = MODEL_ORDER.index(model) if model in MODEL_ORDER else -1  # unknown models first, SVIP last
+    model_rank = MODELS.get(model).table_rank if model in MODELS else -1  # unknown models first
     return (model_rank, model, row["ablations"] != "none", row["ablations"], row.get("hyperparameters", ""))
 
 
-def _ablation_key(model: str, ablations: str) -> str:
-    if model == "vit" and ablations in ("baseline", "none"):
-        return "baseline"
-    if model != "svip":
-        return ""
-    if ablations == "none":
-        return "full"
-    return ablations if ablations in PAPER_ABLATIONS else ""
+def _ablation_table_rows() -> list[str]:
+    """The ablations that are rows of a paper ablation table without replacing the model."""
+    return [a.name for family in ablation_families() for a in paper_ablations(family) if not a.exclusive]
+
+
+def _ablation_row_labels(family: str) -> dict[str, str]:
+    """Row key → label of ``family``'s ablation table, in the paper's order, the full model last."""
+    return {**{a.name: a.label or a.name for a in paper_ablations(family)}, FULL: f"Full {display_name(family)}"}
+
+
+def _ablation_row(model: str, ablations: str) -> tuple[str, str]:
+    """(model whose ablation table the run belongs to, its row there), or ("", "") for none."""
+    for family in ablation_families():
+        for ablation in paper_ablations(family):
+            replaced_by = ablation.patch.get("model.name")
+            if ablation.exclusive and model == replaced_by and ablations in ("none", ablation.name):
+                return family, ablation.name  # e.g. `--model vit` is SVIP's baseline row
+        if model == family and ablations == "none":
+            return family, FULL
+        if model == family and ablations in _ablation_table_rows():
+            return family, ablations
+    return "", ""
 
 
 def _policy(row: dict[str, Any]) -> str:
@@ -607,7 +623,7 @@ def render_csv(table: Table) -> str:
 
 
 __all__ = [
-    "ABLATION_ROWS", "FORMATS", "SENSITIVITY_PARAMS", "TABLE_KINDS", "Block", "Cell", "Row", "Table",
+    "FORMATS", "TABLE_KINDS", "Block", "Cell", "Row", "Table",
     "ablation_table", "build_table", "experiment_table", "format_number", "latex_escape", "main_table", "percent", "rank_block",
     "render", "render_csv", "render_latex", "render_markdown", "reported_numbers", "sensitivity_column",
     "signed_percent",

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from zslbench.backbones.vit import add_positions, build_vit, embed_patches, patch_grid, patch_size, run_blocks, \
     run_blocks_with_attention
 from zslbench.core.errors import ConfigError, DataError
-from zslbench.models import DatasetInfo, register_model
+from zslbench.catalogue import DatasetInfo
 from zslbench.backbones.attributes import AttributeScoring
 from zslbench.svip.losses import attribute_group_l21, group_membership, jsd_consistency, kl_consistency, patch_bce
 from zslbench.svip.rollout import AttentionRollout
@@ -49,7 +49,6 @@ from zslbench.svip.w2p import FreeContextVector, WordToPatch, contextualize
 PATCH_CLASSIFIER_HIDDEN = 512
 
 
-@register_model("svip", help="SVIP (ICCV 2025): self-supervised patch selection + semantic contextualisation")
 class SVIP(AttributeScoring, nn.Module):
     """SVIP on a timm ViT of any even-grid geometry (see the module docstring)."""
 

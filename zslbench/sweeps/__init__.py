@@ -1,4 +1,5 @@
-"""Named search spaces for ``zslbench sweep``: each one a decorated function of the resolved config.
+"""Named search spaces for ``zslbench sweep``: each one a function of the resolved config, registered in
+the catalogue by the model it belongs to (SVIP's in :mod:`zslbench.svip.spaces`).
 
 A space returns the :class:`Param` s it sweeps: the config key, a continuous range for TPE, and a
 paper-style ``grid`` (the values a sensitivity figure shows, the paper's best included):
@@ -18,70 +19,11 @@ This package's registry imports neither torch, mlflow nor optuna (the study runn
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from zslbench.catalogue import SPACES, Param, params_for, register_space
 from zslbench.config import Config
-from zslbench.core.errors import UserError, unknown_name
-from zslbench.core.registry import Registry
-
-
-@dataclass(frozen=True)
-class Param:
-    """One swept hyperparameter: Optuna name, config key, TPE range and sensitivity grid."""
-
-    name: str
-    key: str
-    low: float
-    high: float
-    log: bool = False
-    integer: bool = False
-    grid: tuple[Any, ...] = ()
-    paper_best: Any = None
-    help: str = ""
-
-    def distribution(self, grid: bool = False):
-        """The Optuna distribution: categorical over the grid, else the continuous/integer range."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        if grid:
-            return CategoricalDistribution(list(self.grid))
-        if self.integer:
-            return IntDistribution(int(self.low), int(self.high), log=self.log)
-        return FloatDistribution(float(self.low), float(self.high), log=self.log)
-
-    def override(self, value: Any) -> str:
-        """The ``--set`` form of a sampled value (e.g. ``model.logit_scale=5.0``)."""
-        return f"{self.key}={int(value) if self.integer else float(value)!r}"
-
-
-SpaceFn = Callable[[Config], list[Param]]
-
-
-def _load_spaces() -> None:
-    importlib.import_module("zslbench.sweeps.spaces")
-
-
-SPACES: Registry[SpaceFn] = Registry("search space", loader=_load_spaces)
-
-
-def register_space(name: str, help: str = ""):
-    """Register ``fn(cfg) -> [Param, ...]`` as search space ``name``."""
-    return SPACES.register(name, help=help)
-
-
-def params_for(names: Sequence[str], cfg: Config) -> list[Param]:
-    """The parameters of the named spaces for ``cfg`` (``all`` expands; duplicates dropped, order kept)."""
-    if not names:
-        raise UserError(f"name at least one search space; valid choices: {', '.join(SPACES.names())}")
-    params: dict[str, Param] = {}
-    for name in names:
-        if name not in SPACES:
-            raise unknown_name("search space", name, SPACES.names())
-        for param in SPACES.get(name)(cfg):
-            params.setdefault(param.name, param)
-    return list(params.values())
+from zslbench.core.errors import UserError
 
 
 def describe(cfg: Config | None = None) -> list[dict[str, Any]]:
@@ -93,7 +35,7 @@ def describe(cfg: Config | None = None) -> list[dict[str, Any]]:
     entries = sorted(SPACES.entries(), key=lambda e: e.name == "all")  # the union last
     for entry in entries:
         try:
-            params = entry.obj(cfg)
+            params = entry.obj.params(cfg)
         except UserError as exc:  # e.g. a space that needs another model
             rows.append({"space": entry.name, "help": entry.help, "key": "", "range": str(exc), "scale": "",
                          "grid": "", "paper_best": ""})

@@ -370,7 +370,7 @@ def fail_stale_trials(study, spec: StorageSpec, heartbeat: int, max_retry: int) 
 # --------------------------------------------------------------------------- study
 def sweep_identity(cfg: Config, opts: SweepOptions, params: Sequence[Param]) -> dict[str, Any]:
     """What must match for a re-run to continue a study (not the trial budget or worker count)."""
-    from zslbench.ablations.grid import config_hash
+    from zslbench.config import config_hash
 
     return {"config_hash": config_hash(cfg), "seed": opts.seed, "metric": opts.metric,
             "params": [p.name for p in params], "grid": opts.grid}
@@ -411,7 +411,7 @@ def _pruner(name: str, epochs: int):
 
 def parent_tracker(study, created: bool, cfg: Config, opts: SweepOptions, spec: StorageSpec, params):
     """Create (study creator) or re-open (everyone else) the study's MLflow parent run."""
-    from zslbench.ablations.grid import config_hash
+    from zslbench.config import config_hash
     from zslbench.tracking import NullTracker, Tracker
 
     if not cfg.track.enabled:
@@ -624,7 +624,7 @@ class Worker:
 
 
 def _hash(cfg: Config) -> str:
-    from zslbench.ablations.grid import config_hash
+    from zslbench.config import config_hash
 
     return config_hash(cfg)
 

@@ -1,11 +1,11 @@
-"""The search spaces of SVIP's sensitivity study (SVIP.md §5, §6, §9).
+"""The search spaces of SVIP's sensitivity study (SVIP.md §5, §6, §9), registered in the catalogue.
 
-Each space is one function of the resolved config. Grids are what a paper-style sensitivity
+Each space is one function of the resolved config (torch-free). Grids are what a paper-style sensitivity
 figure shows and always contain the paper's best value (K = 40 of 49 super-patches for CUB,
 λ1 = 1, λ2 per dataset, σ = 5); ranges are what TPE searches.
 
+    >>> from zslbench.catalogue import params_for
     >>> from zslbench.config import resolve
-    >>> from zslbench.sweeps import params_for
     >>> params_for(["patch_number"], resolve(preset="tiny"))[0].grid   # a 4×4 grid → P = 4 super-patches
     (1, 2, 3, 4)
 """
@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import re
 
-from zslbench.config import Config, SVIPConfig, ViTBackbone
+from zslbench.backbones.config import ViTBackbone
+from zslbench.catalogue import SPACES, Param, register_space
+from zslbench.config import Config
 from zslbench.core.errors import UserError
-from zslbench.sweeps import Param, SPACES, register_space
+from zslbench.svip.entry import SVIPConfig
 
 #: The paper's patch numbers of 49 super-patches (ViT-B/16 at 224 px); scaled to other geometries.
 PAPER_PATCH_NUMBERS = (10, 20, 30, 40, 45, 49)
@@ -58,7 +60,8 @@ def _require_svip(cfg: Config, space: str) -> SVIPConfig:
     return cfg.model
 
 
-@register_space("patch_number", "K, the number of kept super-patches (model.keep), integer 1..P")
+@register_space("patch_number", "K, the number of kept super-patches (model.keep), integer 1..P",
+                key="model.keep", label="patch number K")
 def patch_number(cfg: Config) -> list[Param]:
     _require_svip(cfg, "patch_number")
     total = super_patches(cfg)
@@ -68,14 +71,16 @@ def patch_number(cfg: Config) -> list[Param]:
                   help=f"kept super-patches K of P={total}")]
 
 
-@register_space("js_weight", "λ1, the weight of the consistency (\"JS\") loss (model.js_weight), log scale")
+@register_space("js_weight", "λ1, the weight of the consistency (\"JS\") loss (model.js_weight), log scale",
+                key="model.js_weight", label="λ1 (consistency weight)")
 def js_weight(cfg: Config) -> list[Param]:
     _require_svip(cfg, "js_weight")
     return [Param("js_weight", "model.js_weight", 0.01, 10.0, log=True, grid=(0.1, 0.5, 1.0, 2.0, 5.0),
                   paper_best=1.0, help="λ1")]
 
 
-@register_space("patch_cls_weight", "λ2, the weight of the patch-classifier loss (model.patch_cls_weight), log scale")
+@register_space("patch_cls_weight", "λ2, the weight of the patch-classifier loss (model.patch_cls_weight), log scale",
+                key="model.patch_cls_weight", label="λ2 (PatchCls weight)")
 def patch_cls_weight(cfg: Config) -> list[Param]:
     _require_svip(cfg, "patch_cls_weight")
     return [Param("patch_cls_weight", "model.patch_cls_weight", 0.1, 10.0, log=True,
@@ -83,7 +88,8 @@ def patch_cls_weight(cfg: Config) -> list[Param]:
                   help="λ2")]
 
 
-@register_space("temperature", "σ, the logit scale of the class scores (model.logit_scale, SVIP.md §5), log scale")
+@register_space("temperature", "σ, the logit scale of the class scores (model.logit_scale, SVIP.md §5), log scale",
+                key="model.logit_scale", label="temperature σ")
 def temperature(cfg: Config) -> list[Param]:
     if not isinstance(cfg.model, ViTBackbone):
         raise UserError(f"model {cfg.model.name!r} has no logit scale to sweep; use --model svip or vit")
@@ -94,4 +100,4 @@ def temperature(cfg: Config) -> list[Param]:
 @register_space("all", "the union of patch_number, js_weight, patch_cls_weight and temperature")
 def all_spaces(cfg: Config) -> list[Param]:
     return [p for name in ("patch_number", "js_weight", "patch_cls_weight", "temperature")
-            for p in SPACES.get(name)(cfg)]
+            for p in SPACES.get(name).params(cfg)]

@@ -19,12 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zslbench.backbones.vit import add_positions, build_vit, embed_patches, patch_grid, patch_size, run_blocks
-from zslbench.models import DatasetInfo, register_model
+from zslbench.catalogue import DatasetInfo
 from zslbench.backbones.attributes import AttributeScoring
 from zslbench.backbones.superpatch import group, num_superpatches, pool_superpatches
 
 
-@register_model("vit", help="ViT + attribute head: SVIP's baseline (one pass, no selection or contextualisation)")
 class ViTBaseline(AttributeScoring, nn.Module):
     """ViT → super-patches → P2A → pool → σ · a · Sᵀ (or the CLS token with ``head=cls``)."""
 

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zslbench.core.errors import ConfigError, DataError
-from zslbench.models import DatasetInfo, register_model
+from zslbench.catalogue import DatasetInfo
 
 GEOMETRY_DIM = 64
 GEOMETRY_FREQUENCIES = 8
@@ -148,12 +148,8 @@ class AttributeDecoder(nn.Module):
 
 
 # --------------------------------------------------------------------------- the model
-@register_model("transzero", help="TransZero-style: cached frozen-backbone regions, geometry-aware encoder, "
-                                  "attribute-query decoder, self-calibration margin (AAAI 2022)")
 class TransZero(nn.Module):
     """TransZero-style model on cached region features (module docstring; config: ``TransZeroConfig``)."""
-
-    input_kind = "features"
 
     def __init__(self, cfg: Any, info: DatasetInfo):
         super().__init__()

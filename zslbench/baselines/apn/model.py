@@ -53,7 +53,7 @@ from torch import Tensor, nn
 
 from zslbench.backbones.cnn import create_backbone, freeze_as_buffers, is_resnet, region_map, resnet_stem_and_layer1
 from zslbench.core.errors import ConfigError
-from zslbench.models import DatasetInfo, register_model
+from zslbench.catalogue import DatasetInfo
 
 PROTOTYPE_INIT_SCALE = 2e-4
 GROUP_EPS = 1e-8  # keeps the square root differentiable at 0
@@ -81,13 +81,8 @@ def compactness(maps: Tensor) -> Tensor:
     return (torch.sigmoid(maps.float()) * distance).sum()
 
 
-@register_model("apn", help="APN-style: fine-tuned ResNet, global attribute branch + attribute prototypes with "
-                            "decorrelation and compactness (NeurIPS 2020)")
 class APN(nn.Module):
     """APN-style model on images (module docstring; config: ``APNConfig``)."""
-
-    input_kind = "image"
-    image_recipe = "resize_crop"  # BASELINES.md §3: Resize(256) → CenterCrop(224), training and test alike
 
     def __init__(self, cfg: Any, info: DatasetInfo):
         super().__init__()
