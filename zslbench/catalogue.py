@@ -175,6 +175,36 @@ def ablation_label(name: str) -> str:
     return ABLATIONS.get(name).label if name in ABLATIONS and ABLATIONS.get(name).label else name
 
 
+def ablation_patches(names: Sequence[str], model: str) -> list[tuple[str, dict[str, Any]]]:
+    """Validate ``--ablate`` names for ``model`` and return their ``(name, patch)`` pairs in order.
+
+    Ablations compose (applied in order); two that set the same key to different values, or an
+    exclusive one (it replaces the model) combined with another, are a user error.
+
+    >>> import zslbench
+    >>> ablation_patches(["no_js"], model="svip")
+    [('no_js', {'model.consistency': 'none'})]
+    """
+    ablations = [ABLATIONS.get(n) for n in names]
+    for ablation in ablations:
+        if not ablation.applies_to(model):
+            raise UserError(f"ablation {ablation.name!r} applies to model(s) {', '.join(ablation.models)}, "
+                            f"not {model!r}; drop it or pick --model {ablation.models[0]}")
+    exclusive = [a.name for a in ablations if a.exclusive]
+    if exclusive and len(set(names)) > 1:
+        raise UserError(f"ablation {exclusive[0]!r} replaces the model and cannot be combined with "
+                        f"{', '.join(n for n in names if n != exclusive[0])}; run it on its own")
+    pairs = [(a.name, dict(a.patch)) for a in ablations]
+    owner: dict[str, tuple[str, Any]] = {}
+    for name, patch in pairs:
+        for key, value in patch.items():
+            if key in owner and owner[key][1] != value:
+                raise UserError(f"ablations {owner[key][0]!r} and {name!r} conflict: both set {key} "
+                                f"({owner[key][1]!r} vs {value!r}); choose one")
+            owner[key] = (name, value)
+    return pairs
+
+
 def display_name(model: str) -> str:
     """How tables name a model (its name when it is not in the catalogue, e.g. an old run's)."""
     return MODELS.get(model).display_name if model in MODELS else model

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 import yaml
 
 from zslbench.ablations import paper_rows, patches_for
-from zslbench.config import Config, config_hash, resolve
+from zslbench.config import Config, Request, config_hash, resolve_request
 
 FULL = "full"
 HASH_TAG = "zslbench.config_hash"
@@ -74,15 +74,11 @@ def grid_rows(only: Sequence[str], model: str) -> list[str]:
 
 
 def cell_config(opts: AblateOptions, row: str, seed: int) -> Config:
-    extra = list(opts.overrides) + [f"train.seed={seed}"]
-    if opts.data_root is not None:
-        extra.insert(0, f"data.root={opts.data_root}")
-    if opts.experiment:
-        extra.append(f"track.experiment={opts.experiment}")
-    if opts.tracking_uri:
-        extra.append(f"track.uri={opts.tracking_uri}")
-    ablations = [] if row == FULL else patches_for([row], opts.model)
-    return resolve(model=opts.model, dataset=opts.dataset, preset=opts.preset, ablations=ablations, overrides=extra)
+    """The resolved config of one cell: the command's request with the row's ablation and the seed."""
+    return resolve_request(Request(
+        model=opts.model, dataset=opts.dataset, preset=opts.preset, ablations=() if row == FULL else (row,),
+        overrides=tuple(opts.overrides), data_root=None if opts.data_root is None else str(opts.data_root),
+        seed=seed, experiment=opts.experiment, tracking_uri=opts.tracking_uri))
 
 
 def plan(opts: AblateOptions) -> list[Cell]:
@@ -134,7 +130,7 @@ def run_ablation_grid(opts: AblateOptions, console) -> list[Cell]:
 
 def _data_for(cfg: Config, cache: dict[str, Any], console):
     """Data depends on the data section and the seed (random word vectors), not on the ablation."""
-    from zslbench.engine.data import load_run_data
+    from zslbench.engine.run_data import load_run_data
 
     key = yaml.safe_dump({"data": cfg.to_dict()["data"], "seed": cfg.train.seed, "model": cfg.model.name})
     if key not in cache:
@@ -158,7 +154,7 @@ def _reuse_finished(cell: Cell) -> None:
 
 def _parent_tracker(cells: Sequence[Cell], opts: AblateOptions):
     """The grid's parent run: the one an earlier run of the same grid created, else a new one."""
-    from zslbench.tracking import NullTracker, Tracker, find_runs
+    from zslbench.tracking import NullTracker, find_runs, open_tracker
 
     track = cells[0].cfg.track
     if not track.enabled:
@@ -166,13 +162,13 @@ def _parent_tracker(cells: Sequence[Cell], opts: AblateOptions):
     identity = grid_hash(cells)
     found = find_runs(track.experiment, f"tags.`{GRID_TAG}` = '{identity}'", tracking_uri=track.uri, max_results=1)
     if found:
-        return Tracker.open(track, resume_run_id=found[0].info.run_id)
+        return open_tracker(track, resume_run_id=found[0].info.run_id)
     full = next(c for c in cells if c.row == FULL)
     tags = {GRID_TAG: identity, "zslbench.role": "ablation-grid", "model": opts.model, "dataset": opts.dataset,
             "ablation_rows": ",".join(dict.fromkeys(c.row for c in cells)),
             "seeds": ",".join(str(s) for s in dict.fromkeys(c.seed for c in cells))}
     params = {k: v for k, v in full.cfg.flat().items() if k not in ("train.seed",)}
-    return Tracker.open(track, run_name=f"ablate-{opts.model}-{opts.dataset}", tags=tags, params=params)
+    return open_tracker(track, run_name=f"ablate-{opts.model}-{opts.dataset}", tags=tags, params=params)
 
 
 def ablation_summary(cells: Sequence[Cell]) -> list[dict[str, Any]]:

@@ -259,7 +259,7 @@ def sensitivity_table(frame: pl.DataFrame, param: str, experiment: str = "") -> 
     table = Table("sensitivity", _caption(f"Sensitivity to {pretty} ({column})", experiment), pretty,
                   [(d, metrics) for d in datasets], [Block(rows)], label=f"tab:sensitivity-{param}")
     if any(p for h in others for p in h.split(", ") if p and not p.startswith(column + "=")):
-        notes = notes + [f"Other hyperparameters vary between these runs too; they are named in the row labels."]
+        notes = notes + ["Other hyperparameters vary between these runs too; they are named in the row labels."]
     _finish(table, grouped, notes)
     return table
 

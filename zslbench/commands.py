@@ -1,4 +1,9 @@
-"""What ``zslbench run`` does between parsing options and training (kept out of cli.py)."""
+"""What the commands do between parsing options and the work: requests → configs, and ``zslbench run``.
+
+The command line stays thin (:mod:`zslbench.cli`): each command builds a :class:`~zslbench.config.Request`
+(the options shared by ``run``, ``ablate`` and ``sweep``) and hands it here or to the grid or study runner,
+which resolve it with the one function :func:`zslbench.config.resolve_request`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from zslbench.config import Config, resolve
+from zslbench.config import Config, Request, resolve_request
 from zslbench.core.errors import UserError
 
 
@@ -15,28 +20,12 @@ def build_run_config(model: str, dataset: str, data_root: Optional[Path], ablate
                      seeds: Sequence[int], preset: Optional[str], overrides: Sequence[str], epochs: Optional[int],
                      device: Optional[str], experiment: Optional[str], tracking_uri: Optional[str],
                      config_file: Optional[Path]) -> Config:
-    """Resolve the config of a run from CLI options (the documented resolution order)."""
-    from zslbench.ablations import patches_for
-
-    base = Config.from_yaml(config_file) if config_file else None
-    model_name = base.model.name if base is not None and model == "svip" else model
-    extra = list(overrides)
-    if data_root is not None:
-        extra.insert(0, f"data.root={data_root}")
-    if epochs is not None:
-        extra.append(f"train.epochs={epochs}")
-    if device is not None:
-        extra.append(f"train.device={device}")
-    if experiment is not None:
-        extra.append(f"track.experiment={experiment}")
-    if tracking_uri is not None:
-        extra.append(f"track.uri={tracking_uri}")
-    if seeds:
-        extra.append(f"train.seed={seeds[0]}")
-    ablations = patches_for(list(ablate), model_name)
-    if base is not None:
-        return resolve(base=base, preset=preset, ablations=ablations, overrides=extra)
-    return resolve(model=model_name, dataset=dataset, preset=preset, ablations=ablations, overrides=extra)
+    """The resolved config of ``zslbench run``'s options (the first seed; the others replace it)."""
+    return resolve_request(Request(
+        model=model, dataset=dataset, preset=preset, ablations=tuple(ablate), overrides=tuple(overrides),
+        data_root=None if data_root is None else str(data_root), seed=seeds[0] if seeds else None, epochs=epochs,
+        device=device, experiment=experiment, tracking_uri=tracking_uri,
+        config_file=None if config_file is None else str(config_file)))
 
 
 def resolution_order(cfg: Config) -> list[str]:
