@@ -25,7 +25,8 @@ def pipeline(synth_root, quick):
 
     from zslbench.config import resolve
     from zslbench.data.synth import ensure_synth
-    from zslbench.engine.data import load_run_data, make_batches
+    from zslbench.engine.batches import make_batches
+    from zslbench.engine.run_data import load_run_data
     from zslbench.catalogue import build_model
 
     cfg = resolve("svip", "synth", "tiny" if quick else None, overrides=[f"data.root={synth_root}"])

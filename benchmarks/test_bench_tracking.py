@@ -25,7 +25,7 @@ def engine_runs(tmp_path_factory, synth_root, quick):
     import torch
 
     from zslbench.config import resolve
-    from zslbench.engine.data import load_run_data
+    from zslbench.engine.run_data import load_run_data
 
     folder = tmp_path_factory.mktemp("tracking")
     epochs, preset = (2, "tiny") if quick else (1, None)

@@ -38,9 +38,10 @@ def transzero_epochs(synth_root, quick):
 
     from zslbench.backbones.cnn import region_map
     from zslbench.config import resolve
-    from zslbench.data.feature_cache import ExtractorSpec, extraction_transform, feature_batches
+    from zslbench.data.feature_cache import ExtractorSpec, extraction_transform
     from zslbench.data.images import ImageDataset
-    from zslbench.engine.data import load_run_data, seen_lookup
+    from zslbench.engine.feature_batches import feature_batches
+    from zslbench.engine.run_data import load_run_data
     from zslbench.catalogue import build_model
 
     cfg = resolve("transzero", "synth", "tiny" if quick else None, overrides=[f"data.root={synth_root}"])
@@ -56,7 +57,7 @@ def transzero_epochs(synth_root, quick):
     transform, _ = extraction_transform(data.split.dataset, spec.img_size)
     loader = DataLoader(ImageDataset(data.split, trainval, transform, data.image_root), batch_size=cfg.train.batch_size,
                         shuffle=True, drop_last=True, generator=torch.Generator().manual_seed(0))
-    lookup = torch.as_tensor(seen_lookup(data.info))
+    lookup = torch.as_tensor(data.info.seen_index())
 
     def on_the_fly_batches():
         for batch in loader:

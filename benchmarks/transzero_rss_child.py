@@ -4,7 +4,7 @@ Run by ``test_bench_transzero.py`` in a fresh interpreter, so the peak resident 
 (``VmHWM``, see :func:`peak_rss_gib`) is this training's, not the parent's (which generated the cache
 and ran other benchmarks). The model is the TransZero CUB preset (``--preset cub``: d 300, d_ff 512, 196 regions
 × 2048 channels from resnet101 at 448 px) or the tiny preset (``--preset tiny``), on a CUB-shaped
-dataset info; batches come from :class:`zslbench.data.feature_cache.FeatureBatches`, as in training.
+dataset info; batches come from :class:`zslbench.engine.feature_batches.FeatureBatches`, as in training.
 
 usage: transzero_rss_child.py CACHE_DIR --steps N [--preset cub|tiny] [--threads T]
 """
@@ -44,7 +44,8 @@ def train(folder: Path, steps: int, preset: str) -> dict:
 
     from bench_models import cub_like_info
     from zslbench.config import resolve
-    from zslbench.data.feature_cache import FeatureBatches, FeatureCache
+    from zslbench.data.feature_cache import FeatureCache
+    from zslbench.engine.feature_batches import FeatureBatches
     from zslbench.catalogue import build_model
 
     cfg = resolve("transzero", "CUB") if preset == "cub" else resolve("transzero", "synth", "tiny")

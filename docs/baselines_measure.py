@@ -80,7 +80,8 @@ def train_on_cache(folder: Path, steps: int, reader: str) -> dict:
 
     from zslbench.baselines.transzero.entry import TransZeroConfig
     from zslbench.baselines.transzero.model import TransZero
-    from zslbench.data.feature_cache import FeatureBatches, FeatureCache
+    from zslbench.data.feature_cache import FeatureCache
+    from zslbench.engine.feature_batches import FeatureBatches
     from zslbench.catalogue import DatasetInfo
 
     meta = json.loads((folder / "meta.json").read_text())
@@ -151,9 +152,10 @@ def measure_epoch(args) -> dict:
 
     from zslbench.backbones.cnn import region_map
     from zslbench.config import resolve
-    from zslbench.data.feature_cache import ExtractorSpec, ensure_feature_cache, extraction_transform, feature_batches
+    from zslbench.data.feature_cache import ExtractorSpec, ensure_feature_cache, extraction_transform
     from zslbench.data.images import ImageDataset
-    from zslbench.engine.data import load_run_data, seen_lookup
+    from zslbench.engine.feature_batches import feature_batches
+    from zslbench.engine.run_data import load_run_data
     from zslbench.catalogue import build_model
 
     cfg = resolve(model="transzero", dataset="synth", overrides=[f"data.root={Path(args.dir) / 'data'}"])
@@ -189,7 +191,7 @@ def measure_epoch(args) -> dict:
     loader = DataLoader(ImageDataset(data.split, trainval, transform, data.image_root),
                         batch_size=cfg.train.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(0))
-    lookup = torch.as_tensor(seen_lookup(data.info))
+    lookup = torch.as_tensor(data.info.seen_index())
 
     def on_the_fly():
         for batch in loader:

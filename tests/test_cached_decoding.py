@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from zslbench.data.images import apply_geometry, build_transform, cacheable_geometry
-from zslbench.engine.data import IMAGENET_MEAN, IMAGENET_STD, LoaderBatches, MemoryBatches
+from zslbench.data.images import IMAGENET_MEAN, IMAGENET_STD, apply_geometry, build_transform, cacheable_geometry
+from zslbench.engine.batches import LoaderBatches, MemoryBatches
 
 
 def photo(width: int = 90, height: int = 60, seed: int = 0) -> Image.Image:
@@ -60,7 +60,7 @@ def cub_like(tmp_path):
     """A 9-image CUB-layout dataset with non-square photos, loaded as a run would load it."""
     from zslbench.config import resolve
     from zslbench.data.xlsa17 import write_split_files
-    from zslbench.engine.data import load_run_data
+    from zslbench.engine.run_data import load_run_data
 
     files = [f"CUB_200_2011/images/{c:03d}.c/img{i}.jpg" for c in (1, 2, 3) for i in (0, 1, 2)]
     directory = write_split_files(tmp_path / "CUB", np.eye(3, 4) + 0.1, ["001.c", "002.c", "003.c"],
@@ -81,7 +81,7 @@ def cub_like(tmp_path):
 
 @pytest.mark.parametrize("model, flips", [("svip", True), ("apn", False)])
 def test_batch_sources_follow_the_dataset_and_the_models_recipe(cub_like, model, flips):
-    from zslbench.engine.data import make_batches
+    from zslbench.engine.batches import make_batches
 
     cfg, data = cub_like(model)
     train = make_batches(cfg, data, np.array([0, 1, 3, 4]), train=True, device=torch.device("cpu"))
@@ -96,7 +96,7 @@ def test_batch_sources_follow_the_dataset_and_the_models_recipe(cub_like, model,
 
 
 def test_sun_training_uses_the_per_image_pipeline(cub_like):
-    from zslbench.engine.data import make_batches
+    from zslbench.engine.batches import make_batches
 
     cfg, data = cub_like("svip")
     cfg.data.dataset = "SUN"  # same files, SUN's training recipe (RandomResizedCrop)

@@ -13,10 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from zslbench.data import feature_cache as fc
-from zslbench.data.feature_cache import (FEATURES_FILE, META_FILE, ExtractorSpec, FeatureBatches,
-                                         ensure_feature_cache)
+from zslbench.core.liveness import this_process
+from zslbench.data.feature_cache import FEATURES_FILE, META_FILE, ExtractorSpec, ensure_feature_cache, open_cache
+from zslbench.data.feature_cache import building, key as cache_key_module
 from zslbench.data.xlsa17 import load_split, write_split_files
+from zslbench.engine.feature_batches import FeatureBatches
 
 NUM_CLASSES, PER_CLASS, SIZE = 4, 3, 32
 SPEC = ExtractorSpec("resnet10t", img_size=SIZE, output_stride=8)  # 4×4 map of 512 channels
@@ -100,7 +101,7 @@ def test_hit_reuses_the_cache_without_running_the_backbone(split, root):
 
 def test_cached_values_are_the_extractor_output_in_row_major_region_order(split, root):
     cache = build(split, root, extractor=CountingExtractor())
-    transform, _ = fc.extraction_transform(split.dataset, SIZE)
+    transform, _ = cache_key_module.extraction_transform(split.dataset, SIZE)
     image = transform(Image.open(split.image_path(7)).convert("RGB"))[None]
     expected = CountingExtractor()(image).flatten(2).transpose(1, 2)[0].numpy()  # [4 regions, 6 channels]
     np.testing.assert_allclose(cache.read(np.array([7]))[0], expected, atol=2e-3)
@@ -120,8 +121,8 @@ def test_any_key_part_change_rebuilds(split, root, monkeypatch, change):
     elif change == "weights_seed":
         spec = dataclasses.replace(SPEC, seed=1)
     elif change == "transform":
-        original = fc.extraction_transform
-        monkeypatch.setattr(fc, "extraction_transform",
+        original = building.extraction_transform
+        monkeypatch.setattr(building, "extraction_transform",
                             lambda dataset, size: (original(dataset, size)[0], "another transform"))
     elif change == "image_list":
         files = list(split.image_files)
@@ -165,10 +166,10 @@ def test_killed_builds_and_incomplete_folders_are_not_used(split, root):
     meta = json.loads((root / key / META_FILE).read_text())
     (root / key / META_FILE).write_text(json.dumps({**meta, "complete": False}))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = root / f".{key}.tmp-{fc.socket.gethostname()}-{int(dead.stdout)}-abcd1234"
+    stale = root / f".{key}.build-{this_process()[0]}-{int(dead.stdout)}-0-abcd1234"  # as build_in_sibling names it
     stale.mkdir()
     (stale / FEATURES_FILE).write_bytes(b"partial")
-    assert fc.open_cache(root / key, fields) is None
+    assert open_cache(root / key, fields) is None
     extractor = CountingExtractor()
     rebuilt = build(split, root, extractor=extractor)
     assert extractor.calls == 3 and rebuilt.meta["complete"] is True
@@ -187,11 +188,11 @@ def test_truncated_features_file_is_rebuilt(split, root):
 
 def test_read_only_dataset_dir_falls_back_to_zslbench_cache(split, tmp_path, monkeypatch):
     monkeypatch.setenv("ZSLBENCH_CACHE", str(tmp_path / "elsewhere"))
-    real = fc._writable
-    monkeypatch.setattr(fc, "_writable", lambda folder: "elsewhere" in str(folder) and real(folder))
-    assert fc.cache_root(split.directory) == tmp_path / "elsewhere" / "features"
-    monkeypatch.setattr(fc, "_writable", real)
-    assert fc.cache_root(split.directory) == Path(split.directory) / ".cache" / "features"
+    real = cache_key_module._writable
+    monkeypatch.setattr(cache_key_module, "_writable", lambda folder: "elsewhere" in str(folder) and real(folder))
+    assert cache_key_module.cache_root(split.directory) == tmp_path / "elsewhere" / "features"
+    monkeypatch.setattr(cache_key_module, "_writable", real)
+    assert cache_key_module.cache_root(split.directory) == Path(split.directory) / ".cache" / "features"
 
 
 def test_read_returns_requested_order_with_repeats(split, root):

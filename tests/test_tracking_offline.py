@@ -434,7 +434,7 @@ def test_run_survives_a_server_outage_and_sync_uploads_it(server: MlflowServer, 
     from mlflow import MlflowClient
 
     from zslbench.cli import main
-    from zslbench.engine.data import load_run_data
+    from zslbench.engine.run_data import load_run_data
     from zslbench.engine.runner import FINAL, run_one
 
     cfg = resolve(dataset="synth", preset="tiny", overrides=[

@@ -195,11 +195,12 @@ class SplitInfo:
         return {"train_classes": train_classes.astype(np.int64), "val_classes": val_classes.astype(np.int64),
                 "train": train.astype(np.int64), "val_unseen": val_unseen.astype(np.int64), "val_seen": val_seen}
 
-    def dataset_info(self, word_vectors: np.ndarray):
-        """The model-facing :class:`zslbench.catalogue.DatasetInfo` of this split."""
+    def dataset_info(self, word_vectors: np.ndarray, name: str | None = None):
+        """The model-facing :class:`zslbench.catalogue.DatasetInfo` of this split, with the attributes'
+        ``word_vectors`` [A, D]; ``name`` replaces the directory's name (a run passes its config's)."""
         from zslbench.catalogue import DatasetInfo
 
-        return DatasetInfo(name=self.dataset, class_attributes=self.class_attributes,
+        return DatasetInfo(name=name or self.dataset, class_attributes=self.class_attributes,
                            seen_classes=self.seen_classes, unseen_classes=self.unseen_classes,
                            word_vectors=np.asarray(word_vectors, dtype=np.float32),
                            attribute_names=list(self.attribute_names),

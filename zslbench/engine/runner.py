@@ -70,7 +70,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     import torch
 
     from zslbench.engine import distributed
-    from zslbench.engine.data import load_run_data
+    from zslbench.engine.run_data import load_run_data
     from zslbench.engine.device import pick_device
     from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
     from zslbench.catalogue import build_model

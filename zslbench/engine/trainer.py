@@ -22,7 +22,8 @@ import torch
 from zslbench.config import Config
 from zslbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from zslbench.engine import distributed
-from zslbench.engine.data import RunData, make_batches, superpatch_masks
+from zslbench.engine.batches import make_batches, superpatch_masks
+from zslbench.engine.run_data import RunData
 from zslbench.engine.device import autocast
 from zslbench.core.faults import fault_point
 from zslbench.core.errors import TrainingDiverged

@@ -216,7 +216,7 @@ def plot_patches(run_id: str, out: Path, count: int = 8, tracking_uri: str = "",
 
     from zslbench.config import Config
     from zslbench.data.masks import load_mask, resize_nearest
-    from zslbench.engine.data import load_run_data
+    from zslbench.engine.run_data import load_run_data
     from zslbench.results.scores import RESOLVED_ARTIFACT, download_artifact, load_scores
 
     out = check_output(out)

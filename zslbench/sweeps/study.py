@@ -555,7 +555,7 @@ class Worker:
         overrides = [p.override(values[p.name]) for p in self.params]
         cfg = resolve(base=self.cfg, overrides=overrides)
         if self.data is None:
-            from zslbench.engine.data import load_run_data
+            from zslbench.engine.run_data import load_run_data
 
             self.data = load_run_data(cfg, self.console)
         tags = {"optuna.study": self.study.study_name, "optuna.trial_number": str(trial.number),

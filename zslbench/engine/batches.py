@@ -1,84 +1,72 @@
-"""Everything a run needs from its dataset: splits, model-facing dataset info, batch iterators.
-
-Two batch sources share one interface (iterate → dicts of tensors):
+"""Every batch source of the engine; all iterate to dicts of tensors with the same keys.
 
 * :class:`MemoryBatches` keeps every image of a split decoded and resized as one uint8 tensor, so
   an epoch is tensor slicing plus flips — used for the synthetic benchmark and small image sets,
   where PNG decoding would otherwise dominate a CPU step;
 * :class:`LoaderBatches` wraps a ``torch.utils.data.DataLoader`` over the image dataset with the
-  per-dataset transforms of SVIP.md §7 — used for the real benchmarks.
+  per-dataset transforms of SVIP.md §7 — used where a transform draws random crops (SUN);
+* :class:`~zslbench.engine.feature_batches.FeatureBatches` reads cached region features — used
+  for frozen-backbone models.
+
+:func:`make_batches` picks one from the model's catalogue entry (its input kind and image recipe)
+and the dataset's transform. Each source has a ``shard`` (:class:`~zslbench.engine.distributed.Dist`,
+set by the trainer): every rank walks the same global batches and keeps its contiguous slice.
+
+Example (eight 2×2 images in batches of three, unshuffled):
+    >>> import numpy as np, torch
+    >>> images = torch.zeros((8, 3, 2, 2), dtype=torch.uint8)
+    >>> labels = np.arange(8) % 2
+    >>> source = MemoryBatches(images, labels, np.arange(8), labels, batch_size=3, train=False, shuffle=False,
+    ...                        drop_last=False, flip=False)
+    >>> [batch["index"].tolist() for batch in source]
+    [[0, 1, 2], [3, 4, 5], [6, 7]]
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 
-from zslbench.config import Config, default_data_root
+from zslbench.catalogue import model_entry
+from zslbench.config import Config
 from zslbench.engine.distributed import Dist, rank_slice
-from zslbench.catalogue import DatasetInfo
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from zslbench.engine.run_data import RunData
 
 
-@dataclass
-class RunData:
-    """The dataset side of a run."""
+def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, device: torch.device):
+    """The batch source over ``indices`` of the split's image list (or of its cached region features)."""
+    entry = model_entry(cfg.model.name)
+    if entry.input_kind == "features":
+        from zslbench.engine.feature_batches import feature_batches
 
-    split: Any  # zslbench.data.xlsa17.SplitInfo
-    info: DatasetInfo
-    image_root: Path
-    image_size: int
-    masks_dir: Path | None = None  # synth part masks, for the patch-selection metric
-    extra: dict[str, Any] = field(default_factory=dict)
+        return feature_batches(cfg, data, indices, train, device)
+    # torchvision is imported by the first batch source, not by importing the engine
+    from zslbench.data.images import ImageDataset, build_transform, cacheable_geometry
 
-
-def dataset_directory(cfg: Config, console=None) -> tuple[str, Path]:
-    """(dataset folder name, data root); generates the synthetic benchmark on first use."""
-    root = Path(cfg.data.root or default_data_root())
-    if cfg.data.dataset != "synth":
-        return cfg.data.dataset, root
-    from zslbench.data.synth import ensure_synth
-
-    directory = ensure_synth(root, preset=cfg.data.synth_preset, seed=cfg.data.synth_seed, console=console)
-    return directory.name, directory.parent
-
-
-def image_size_of(cfg: Config) -> int:
-    return cfg.data.image_size or cfg.model.img_size
-
-
-def load_run_data(cfg: Config, console=None) -> RunData:
-    from zslbench.data.wordvec import load_word_vectors
-    from zslbench.data.xlsa17 import load_split
-
-    name, root = dataset_directory(cfg, console)
-    split = load_split(name, root, cfg.data.image_root or None)
-    word_vectors = load_word_vectors(cfg.data.word_vectors, split, seed=cfg.train.seed)
-    info = DatasetInfo(
-        name=cfg.data.dataset,
-        class_attributes=np.asarray(split.class_attributes, dtype=np.float32),
-        seen_classes=np.asarray(split.seen_classes, dtype=np.int64),
-        unseen_classes=np.asarray(split.unseen_classes, dtype=np.int64),
-        word_vectors=np.asarray(word_vectors, dtype=np.float32),
-        attribute_names=list(split.attribute_names),
-        attribute_groups=[list(g) for g in split.attribute_groups.values()],
-    )
-    image_root = Path(cfg.data.image_root) if cfg.data.image_root else Path(split.directory)
-    masks = Path(split.directory) / "masks"
-    return RunData(split, info, image_root, image_size_of(cfg), masks if masks.is_dir() else None)
+    split, lookup = data.split, data.info.seen_index()
+    labels = np.asarray(split.labels)[indices]
+    batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
+    shuffle = train and cfg.train.quirks != "reference"  # the reference loader is not shuffled
+    drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
+    plan = cacheable_geometry(cfg.data.dataset, train, entry.image_recipe)
+    if cfg.data.cache_images and plan is not None and (cfg.data.dataset == "synth" or len(indices) <= 20000):
+        geometry, flip = plan  # decoded once through the transform's fixed geometry, flipped per batch
+        images = _cached_images(data, indices, geometry)
+        return MemoryBatches(images, labels, indices, lookup[labels], batch_size, train, shuffle, drop_last, flip=flip)
+    transform = build_transform(cfg.data.dataset, train, data.image_size, entry.image_recipe)
+    dataset = ImageDataset(split, indices, transform, data.image_root)
+    return LoaderBatches(dataset, torch.as_tensor(lookup), batch_size, train, shuffle, drop_last,
+                         cfg.data.num_workers, pin_memory=device.type == "cuda")
 
 
-# ------------------------------------------------------------------------- batch sources
+# --------------------------------------------------------------------------- decoded images in memory
 def _decode(path: Path, size: int, geometry: str = "squash") -> np.ndarray:
-    # one place maps missing/damaged/unusable images to DataError
+    # decode_image maps missing/damaged/unusable images to DataError
     from zslbench.data.images import apply_geometry, decode_image
 
     return np.asarray(apply_geometry(decode_image(path), geometry, size), dtype=np.uint8)
@@ -94,6 +82,20 @@ def decode_images(paths: list[Path], size: int, threads: int = 0, geometry: str 
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
+def _cached_images(data: RunData, indices: np.ndarray, geometry: str = "squash") -> torch.Tensor:
+    """The decoded images of ``indices``; each is decoded once per run and geometry (kept in ``data.extra``)."""
+    store = data.extra.setdefault("decoded", {}).setdefault(geometry, {})
+    missing = [int(i) for i in indices if int(i) not in store]
+    if missing:
+        paths = [Path(data.split.image_path(i, data.image_root)) for i in missing]
+        decoded = decode_images(paths, data.image_size, geometry=geometry)
+        for position, i in enumerate(missing):
+            store[i] = decoded[position]
+    if len(indices) == 0:
+        return torch.zeros((0, 3, data.image_size, data.image_size), dtype=torch.uint8)
+    return torch.stack([store[int(i)] for i in indices])
+
+
 class MemoryBatches:
     """Batches from images held decoded in memory; flips and normalisation happen on whole batches."""
 
@@ -104,6 +106,8 @@ class MemoryBatches:
         self.indices = torch.as_tensor(indices, dtype=torch.long)
         self.seen_index = torch.as_tensor(seen_index, dtype=torch.long)
         self.batch_size, self.train, self.shuffle, self.drop_last, self.flip = batch_size, train, shuffle, drop_last, flip
+        from zslbench.data.images import IMAGENET_MEAN, IMAGENET_STD
+
         self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
         self.generator: torch.Generator | None = None
@@ -133,6 +137,7 @@ class MemoryBatches:
             }
 
 
+# --------------------------------------------------------------------------- images decoded per batch
 class LoaderBatches:
     """A DataLoader over the image dataset, yielding the same dicts as :class:`MemoryBatches`."""
 
@@ -164,7 +169,13 @@ class LoaderBatches:
 
 
 class ShardedBatchSampler:
-    """Global batches of a (seeded) permutation; each rank takes its contiguous slice of each."""
+    """Global batches of a (seeded) permutation; each rank takes its contiguous slice of each.
+
+    >>> sampler = ShardedBatchSampler(5, 4, shuffle=False, drop_last=False, generator=torch.Generator())
+    >>> sampler.shard = Dist(rank=1, world=2)
+    >>> list(sampler)
+    [[2, 3], [4]]
+    """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, generator: torch.Generator):
         self.n, self.batch_size, self.shuffle, self.drop_last, self.generator = n, batch_size, shuffle, drop_last, generator
@@ -180,54 +191,7 @@ class ShardedBatchSampler:
             yield take[rank_slice(len(take), self.shard)].tolist()
 
 
-def seen_lookup(info: DatasetInfo) -> np.ndarray:
-    """global class id → index into the seen classes (−1 for unseen)."""
-    lookup = np.full(info.num_classes, -1, dtype=np.int64)
-    lookup[info.seen_classes] = np.arange(len(info.seen_classes))
-    return lookup
-
-
-def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, device: torch.device):
-    """The batch source over ``indices`` of the split's image list (or of its cached region features)."""
-    from zslbench.catalogue import model_entry
-
-    entry = model_entry(cfg.model.name)
-    if entry.input_kind == "features":
-        from zslbench.data.feature_cache import feature_batches
-
-        return feature_batches(cfg, data, indices, train, device)
-    split, lookup = data.split, seen_lookup(data.info)
-    labels = np.asarray(split.labels)[indices]
-    batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
-    shuffle = train and cfg.train.quirks != "reference"  # the reference loader is not shuffled
-    drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
-    from zslbench.data.images import ImageDataset, build_transform, cacheable_geometry
-
-    recipe = entry.image_recipe
-    plan = cacheable_geometry(cfg.data.dataset, train, recipe)
-    if cfg.data.cache_images and plan is not None and (cfg.data.dataset == "synth" or len(indices) <= 20000):
-        geometry, flip = plan  # decoded once through the transform's fixed geometry, flipped per batch
-        images = _cached_images(data, indices, geometry)
-        return MemoryBatches(images, labels, indices, lookup[labels], batch_size, train, shuffle, drop_last, flip=flip)
-    transform = build_transform(cfg.data.dataset, train, data.image_size, recipe)
-    dataset = ImageDataset(split, indices, transform, data.image_root)
-    return LoaderBatches(dataset, torch.as_tensor(lookup), batch_size, train, shuffle, drop_last,
-                         cfg.data.num_workers, pin_memory=device.type == "cuda")
-
-
-def _cached_images(data: RunData, indices: np.ndarray, geometry: str = "squash") -> torch.Tensor:
-    store = data.extra.setdefault("decoded", {}).setdefault(geometry, {})
-    missing = [int(i) for i in indices if int(i) not in store]
-    if missing:
-        paths = [Path(data.split.image_path(i, data.image_root)) for i in missing]
-        decoded = decode_images(paths, data.image_size, geometry=geometry)
-        for position, i in enumerate(missing):
-            store[i] = decoded[position]
-    if len(indices) == 0:
-        return torch.zeros((0, 3, data.image_size, data.image_size), dtype=torch.uint8)
-    return torch.stack([store[int(i)] for i in indices])
-
-
+# --------------------------------------------------------------------------- ground truth beside the batches
 def superpatch_masks(data: RunData, indices: np.ndarray, patch_size: int) -> np.ndarray | None:
     """Ground-truth creature super-patches [N, P] for synth test images (None elsewhere)."""
     if data.masks_dir is None:

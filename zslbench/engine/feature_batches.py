@@ -1,0 +1,133 @@
+"""Batches of cached region features for frozen-backbone models (``input_kind = "features"``).
+
+The features come from :mod:`zslbench.data.feature_cache` (built once per backbone, transform and
+image list); this module only walks them in the engine's batch order. Training never maps the
+whole cache file: each batch reads just its rows (:meth:`~zslbench.data.feature_cache.FeatureCache.read`),
+and the next batch is read by a background thread while the current one trains.
+
+Example (a cache of 4 images × 2 regions × 3 channels, read in batches of two):
+    >>> import tempfile, numpy as np
+    >>> from pathlib import Path
+    >>> from zslbench.data.feature_cache import FEATURES_FILE, FeatureCache
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> array = np.lib.format.open_memmap(folder / FEATURES_FILE, mode="w+", dtype=np.float16, shape=(4, 2, 3))
+    >>> array[:] = 1; array.flush(); del array
+    >>> labels = np.array([0, 0, 1, 1])
+    >>> source = FeatureBatches(FeatureCache(folder, {}), np.arange(4), labels, labels, batch_size=2,
+    ...                         shuffle=False, drop_last=False, balanced=False)
+    >>> [tuple(batch["features"].shape) for batch in source]
+    [(2, 2, 3), (2, 2, 3)]
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from zslbench.data.feature_cache import ExtractorSpec, FeatureCache, ensure_feature_cache
+from zslbench.engine.distributed import Dist, rank_slice
+
+
+class FeatureBatches:
+    """Batches of cached region features, in the engine's batch-dict format.
+
+    Yields ``{"features": float32 [B, R, C], "label": int64 global ids, "seen_label": int64 index into
+    the seen classes (−1 unseen), "index": int64 image ids}``. ``generator`` (reseeded by the trainer
+    every epoch) drives shuffling and class-balanced sampling. Class-balanced batches draw
+    ``min(C, B)`` distinct classes and ``max(B // C, 1)`` images of each (with replacement), C = the
+    classes present; an epoch has ``len(indices) // B`` of them.
+    """
+
+    def __init__(self, cache: FeatureCache, indices: np.ndarray, labels: np.ndarray, seen_index: np.ndarray,
+                 batch_size: int, shuffle: bool, drop_last: bool, balanced: bool, pin_memory: bool = False):
+        self.cache = cache
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.seen_index = np.asarray(seen_index, dtype=np.int64)
+        self.batch_size, self.shuffle, self.drop_last, self.balanced = batch_size, shuffle, drop_last, balanced
+        self.pin_memory = pin_memory
+        self.generator = torch.Generator()
+        self.shard = Dist()  # set by the trainer: this rank's slice of every global batch
+        if balanced:
+            classes = np.unique(self.labels)
+            self._members = [np.flatnonzero(self.labels == c) for c in classes]
+
+    def __len__(self) -> int:
+        n = len(self.indices)
+        if self.balanced:
+            return max(1, n // self.batch_size) if n else 0
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _positions(self) -> Iterator[np.ndarray]:
+        n = len(self.indices)
+        if self.balanced:
+            num_classes = len(self._members)
+            ways, shots = min(num_classes, self.batch_size), max(self.batch_size // num_classes, 1)
+            for _ in range(len(self)):
+                chosen = torch.randperm(num_classes, generator=self.generator)[:ways].tolist()
+                picks = [self._members[c][torch.randint(len(self._members[c]), (shots,),
+                                                        generator=self.generator).numpy()] for c in chosen]
+                yield np.concatenate(picks)
+            return
+        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
+        for b in range(len(self)):
+            yield order[b * self.batch_size:(b + 1) * self.batch_size]
+
+    def _load(self, positions: np.ndarray) -> dict[str, Any]:
+        features = torch.from_numpy(self.cache.read(self.indices[positions]))
+        if self.pin_memory:
+            features = features.pin_memory()
+        return {"features": features,
+                "label": torch.from_numpy(self.labels[positions]),
+                "seen_label": torch.from_numpy(self.seen_index[positions]),
+                "index": torch.from_numpy(self.indices[positions])}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # drawn on this thread, so the generator's sequence is fixed; every rank draws the global batches
+        positions = (p[rank_slice(len(p), self.shard)] for p in self._positions())
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = None
+            try:
+                first = next(positions, None)
+                if first is None:
+                    return
+                pending = pool.submit(self._load, first)
+                for following in positions:
+                    current = pending.result()
+                    pending = pool.submit(self._load, following)
+                    yield current
+                yield pending.result()
+                pending = None
+            finally:
+                if pending is not None:
+                    pending.cancel()
+
+
+def feature_batches(cfg: Any, data: Any, indices: np.ndarray, train: bool, device: Any) -> FeatureBatches:
+    """The engine's batch source for feature models: the cached features of ``indices``.
+
+    The cache is built on first use (all images of the dataset, so every split shares it) and
+    kept in ``data.extra`` for the rest of the run.
+    """
+    # the model's own input size (not data.image_size): the model sizes its layers from the same spec
+    spec = ExtractorSpec.from_model_config(cfg.model)
+    store = data.extra.setdefault("feature_caches", {})
+    cache = store.get(spec)
+    if cache is None:
+        device = torch.device(device)
+        workers = cfg.data.num_workers or (min(8, os.cpu_count() or 1) if data.split.num_images > 2000 else 0)
+        cache = ensure_feature_cache(data.split, spec, data.image_root, device,
+                                     batch_size=int(getattr(cfg.model, "extract_batch_size", 64)),
+                                     num_workers=workers)
+        store[spec] = cache
+    indices = np.asarray(indices, dtype=np.int64)
+    labels = np.asarray(data.split.labels)[indices]
+    batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
+    drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
+    return FeatureBatches(cache, indices, labels, data.info.seen_index()[labels], batch_size, shuffle=train,
+                          drop_last=drop_last, balanced=train and cfg.train.balanced_batches,
+                          pin_memory=torch.device(device).type == "cuda")

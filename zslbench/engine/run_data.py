@@ -1,0 +1,66 @@
+"""The dataset side of a run: its split, the model-facing dataset info, where images and masks live.
+
+:func:`load_run_data` reads the dataset the config names (generating the synthetic benchmark on
+first use) and attaches its word vectors; the batch sources (:mod:`zslbench.engine.batches`) then
+read images or cached features through the :class:`RunData` it returns.
+
+Example (the synthetic benchmark needs no download)::
+
+    >>> import tempfile
+    >>> from zslbench.config import resolve
+    >>> cfg = resolve("svip", "synth", "tiny", overrides=[f"data.root={tempfile.mkdtemp()}"])
+    >>> data = load_run_data(cfg)
+    >>> data.info.name, data.image_size, data.masks_dir.name
+    ('synth', 32, 'masks')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zslbench.catalogue import DatasetInfo
+from zslbench.config import Config, default_data_root
+
+
+@dataclass
+class RunData:
+    """The dataset side of a run."""
+
+    split: Any  # zslbench.data.xlsa17.SplitInfo
+    info: DatasetInfo
+    image_root: Path
+    image_size: int
+    masks_dir: Path | None = None  # synth part masks, for the patch-selection metric
+    extra: dict[str, Any] = field(default_factory=dict)  # per-run caches of the batch sources
+
+
+def dataset_directory(cfg: Config, console=None) -> tuple[str, Path]:
+    """(dataset folder name, data root); generates the synthetic benchmark on first use."""
+    root = Path(cfg.data.root or default_data_root())
+    if cfg.data.dataset != "synth":
+        return cfg.data.dataset, root
+    from zslbench.data.synth import ensure_synth
+
+    directory = ensure_synth(root, preset=cfg.data.synth_preset, seed=cfg.data.synth_seed, console=console)
+    return directory.name, directory.parent
+
+
+def image_size_of(cfg: Config) -> int:
+    return cfg.data.image_size or cfg.model.img_size
+
+
+def load_run_data(cfg: Config, console=None) -> RunData:
+    """The split, dataset info (with word vectors), image root and synth masks of ``cfg``'s dataset."""
+    from zslbench.data.wordvec import load_word_vectors
+    from zslbench.data.xlsa17 import load_split
+
+    name, root = dataset_directory(cfg, console)
+    split = load_split(name, root, cfg.data.image_root or None)
+    word_vectors = load_word_vectors(cfg.data.word_vectors, split, seed=cfg.train.seed)
+    # the config's dataset name ("synth"), not the folder's ("synth-tiny"): models key on it
+    info = split.dataset_info(word_vectors, name=cfg.data.dataset)
+    image_root = Path(cfg.data.image_root) if cfg.data.image_root else Path(split.directory)
+    masks = Path(split.directory) / "masks"
+    return RunData(split, info, image_root, image_size_of(cfg), masks if masks.is_dir() else None)
