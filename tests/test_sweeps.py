@@ -89,10 +89,18 @@ def test_weights_and_temperature_are_log_scale_and_map_to_their_keys():
     assert {n: (p.key, p.log) for n, p in params.items() if n != "patch_number"} == {
         "js_weight": ("model.js_weight", True), "patch_cls_weight": ("model.patch_cls_weight", True),
         "temperature": ("model.logit_scale", True)}
-    dist = params["temperature"].distribution()
+    import optuna
+
+    from zslbench.sweeps.study import suggest
+
+    trial = optuna.create_study().ask()
+    suggest(trial, params["temperature"]), suggest(trial, params["patch_number"])
+    dist = trial.distributions["temperature"]
     assert dist.log and (dist.low, dist.high) == (0.5, 50.0)
-    assert params["patch_number"].distribution().__class__.__name__ == "IntDistribution"
-    assert params["temperature"].distribution(grid=True).choices == (1.0, 2.0, 5.0, 10.0, 20.0)
+    assert trial.distributions["patch_number"].__class__.__name__ == "IntDistribution"
+    grid_trial = optuna.create_study().ask()
+    suggest(grid_trial, params["temperature"], grid=True)
+    assert grid_trial.distributions["temperature"].choices == (1.0, 2.0, 5.0, 10.0, 20.0)
 
 
 def test_svip_spaces_refuse_a_model_without_them():

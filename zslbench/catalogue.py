@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
@@ -76,14 +75,15 @@ class DatasetInfo:
 class ModelEntry:
     """Everything zslbench needs to know about a model before building it (no torch).
 
-    ``entry_point`` (``"package.module:Class"``) is imported only when the model is built. The class
-    implements the common interface (BASELINES.md §4): ``Class(model_cfg, info)``, ``forward(batch)``,
-    ``losses(output, batch)``, ``class_scores(output, class_attributes)``, ``param_groups(phase)``.
+    ``load`` is the lazy entry point: a function of the model's package that imports the model's module (and
+    torch) only when called, and returns the ``nn.Module`` class. The class implements the common interface
+    (BASELINES.md §4): ``Class(model_cfg, info)``, ``forward(batch)``, ``losses(output, batch)``,
+    ``class_scores(output, class_attributes)``, ``param_groups(phase)``.
     """
 
     name: str
     config: type  # the model's config section: a dataclass derived from zslbench.config.ModelConfig
-    entry_point: str
+    load: Callable[[], type]
     display_name: str
     help: str = ""
     #: dataset → config patch: the paper's settings for that dataset (step 2 of the resolution order)
@@ -99,8 +99,7 @@ class ModelEntry:
 
     def model_class(self) -> type:
         """The ``nn.Module`` class (imports torch and the model's modules)."""
-        module_name, _, attribute = self.entry_point.partition(":")
-        return getattr(importlib.import_module(module_name), attribute)
+        return self.load()
 
     def build(self, model_cfg: Any, info: DatasetInfo) -> Any:
         """The model, built from its config section and the dataset."""
@@ -231,16 +230,6 @@ class Param:
     paper_best: Any = None
     help: str = ""
     label: str = ""  # how tables and plots name it (e.g. "temperature σ")
-
-    def distribution(self, grid: bool = False):
-        """The Optuna distribution: categorical over the grid, else the continuous/integer range."""
-        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-        if grid:
-            return CategoricalDistribution(list(self.grid))
-        if self.integer:
-            return IntDistribution(int(self.low), int(self.high), log=self.log)
-        return FloatDistribution(float(self.low), float(self.high), log=self.log)
 
     def override(self, value: Any) -> str:
         """The ``--set`` form of a sampled value (e.g. ``model.logit_scale=5.0``)."""

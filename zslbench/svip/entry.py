@@ -56,10 +56,17 @@ _MODEL_KEYS: dict[str, dict[str, Any]] = {
 }
 PRESETS: dict[str, dict[str, Any]] = {dataset: {**VIT_SCHEDULES[dataset], **keys} for dataset, keys in _MODEL_KEYS.items()}
 
+def load_model() -> type:
+    """The model class (imports torch and timm): the catalogue's lazy entry point."""
+    from zslbench.svip.model import SVIP
+
+    return SVIP
+
+
 register_model(ModelEntry(
     name="svip",
     config=SVIPConfig,
-    entry_point="zslbench.svip.model:SVIP",
+    load=load_model,
     display_name="SVIP",
     help="SVIP (ICCV 2025): self-supervised patch selection + semantic contextualisation",
     presets=PRESETS,

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from zslbench.config import Config, resolve
+from zslbench.config import Config, Request, resolve, resolve_request
 from zslbench.core.errors import RunStopped, UserError, unknown_name
 from zslbench.sweeps import Param, params_for
 
@@ -123,12 +123,9 @@ class SweepOptions:
 
 def base_config(opts: SweepOptions) -> Config:
     """The resolved config every trial starts from (trial values are ``--set`` on top)."""
-    extra = list(opts.overrides) + [f"train.seed={opts.seed}"]
-    if opts.experiment:
-        extra.append(f"track.experiment={opts.experiment}")
-    if opts.tracking_uri:
-        extra.append(f"track.uri={opts.tracking_uri}")
-    return resolve(model=opts.model, dataset=opts.dataset, preset=opts.preset, overrides=extra)
+    return resolve_request(Request(model=opts.model, dataset=opts.dataset, preset=opts.preset,
+                                   overrides=tuple(opts.overrides), seed=opts.seed, experiment=opts.experiment,
+                                   tracking_uri=opts.tracking_uri))
 
 
 def default_study_name(opts: SweepOptions) -> str:
@@ -412,7 +409,7 @@ def _pruner(name: str, epochs: int):
 def parent_tracker(study, created: bool, cfg: Config, opts: SweepOptions, spec: StorageSpec, params):
     """Create (study creator) or re-open (everyone else) the study's MLflow parent run."""
     from zslbench.config import config_hash
-    from zslbench.tracking import NullTracker, Tracker
+    from zslbench.tracking import NullTracker, open_tracker
 
     if not cfg.track.enabled:
         return NullTracker()
@@ -422,19 +419,28 @@ def parent_tracker(study, created: bool, cfg: Config, opts: SweepOptions, spec: 
         time.sleep(0.5)
         run_id = study.user_attrs.get(PARENT_ATTR)
     if run_id is not None:
-        return Tracker.open(cfg.track, resume_run_id=run_id)
+        return open_tracker(cfg.track, resume_run_id=run_id)
     tags = {"zslbench.role": "sweep", "optuna.study": study.study_name, "optuna.storage": spec.display,
             "zslbench.config_hash": config_hash(cfg), "model": cfg.model.name, "dataset": cfg.data.dataset}
     sweep_params = {"sweep.spaces": ",".join(opts.spaces), "sweep.params": ",".join(p.name for p in params),
                     "sweep.metric": opts.metric, "sweep.grid": opts.grid, "sweep.pruner": opts.pruner,
                     "sweep.seed": opts.seed}
-    tracker = Tracker.open(cfg.track, run_name=f"sweep-{study.study_name}", tags=tags,
+    tracker = open_tracker(cfg.track, run_name=f"sweep-{study.study_name}", tags=tags,
                            params={**cfg.flat(), **sweep_params})
     study.set_user_attr(PARENT_ATTR, tracker.run_id)
     return tracker
 
 
 # --------------------------------------------------------------------------- the worker
+def suggest(trial, param: Param, grid: bool = False) -> Any:
+    """Ask ``trial`` for a value of ``param``: categorical over its grid, else its continuous/integer range."""
+    if grid:
+        return trial.suggest_categorical(param.name, list(param.grid))
+    if param.integer:
+        return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log)
+    return trial.suggest_float(param.name, float(param.low), float(param.high), log=param.log)
+
+
 @dataclass
 class Counts:
     finished: int
@@ -551,7 +557,7 @@ class Worker:
 
         from zslbench.engine.runner import run_one
 
-        values = {p.name: self._suggest(trial, p) for p in self.params}
+        values = {p.name: suggest(trial, p, self.opts.grid) for p in self.params}
         overrides = [p.override(values[p.name]) for p in self.params]
         cfg = resolve(base=self.cfg, overrides=overrides)
         if self.data is None:
@@ -586,25 +592,15 @@ class Worker:
         self.study.tell(trial, value)
         self._say(f"trial {trial.number}: {self.opts.metric} = {value:.4f} (MLflow run {result.run_id})")
 
-    def _suggest(self, trial, param: Param) -> Any:
-        if self.opts.grid:
-            return trial.suggest_categorical(param.name, list(param.grid))
-        if param.integer:
-            return trial.suggest_int(param.name, int(param.low), int(param.high), log=param.log)
-        return trial.suggest_float(param.name, float(param.low), float(param.high), log=param.log)
-
     def _close_trial_run(self, number: int) -> None:
         """The MLflow run of a trial whose worker died is marked KILLED (Optuna retries the trial)."""
         if not self.cfg.track.enabled:
             return
-        from mlflow import MlflowClient
-
-        from zslbench.engine.liveness import close_run
-        from zslbench.tracking import resolve_tracking_uri
+        from zslbench.tracking import close_run
 
         run_id = _find_trial_run(self.cfg, self.study.study_name, number)
-        if run_id and close_run(MlflowClient(tracking_uri=resolve_tracking_uri(self.cfg.track.uri)), run_id,
-                                f"its sweep worker stopped (no heartbeat); trial {number} was failed and retried"):
+        if run_id and close_run(run_id, f"its sweep worker stopped (no heartbeat); trial {number} was failed and "
+                                "retried", tracking_uri=self.cfg.track.uri):
             self._say(f"trial {number}: its worker died; MLflow run {run_id} marked KILLED")
 
     def _cross_reference(self, trial, run_id: Optional[str]) -> None:

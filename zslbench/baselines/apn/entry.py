@@ -66,10 +66,17 @@ _APN: dict[str, dict[str, Any]] = {
 #: A CPU-sized APN on the 64 px synthetic benchmark (a random-init resnet18, 4×4 maps), higher learning rates.
 _APN["synth"] = {**_APN["CUB"], **SYNTH_CNN, **_apn_train(2, 1e-3, 3e-4), "train.epochs": 12}
 
+def load_model() -> type:
+    """The model class (imports torch and timm): the catalogue's lazy entry point."""
+    from zslbench.baselines.apn.model import APN
+
+    return APN
+
+
 register_model(ModelEntry(
     name="apn",
     config=APNConfig,
-    entry_point="zslbench.baselines.apn.model:APN",
+    load=load_model,
     display_name="APN",
     help="APN-style: fine-tuned ResNet, global attribute branch + attribute prototypes with decorrelation and "
          "compactness (NeurIPS 2020)",

@@ -76,10 +76,17 @@ _TRANSZERO["synth"] = {**SYNTH_CNN, "model.d_model": 64, "model.d_ff": 128, "mod
                        "model.self_calibration_weight": 0.3, "model.attribute_regression_weight": 0.005,
                        **_transzero_train("adam", 1e-3, 30, 32)}
 
+def load_model() -> type:
+    """The model class (imports torch and timm): the catalogue's lazy entry point."""
+    from zslbench.baselines.transzero.model import TransZero
+
+    return TransZero
+
+
 register_model(ModelEntry(
     name="transzero",
     config=TransZeroConfig,
-    entry_point="zslbench.baselines.transzero.model:TransZero",
+    load=load_model,
     display_name="TransZero",
     help="TransZero-style: cached frozen-backbone regions, geometry-aware encoder, attribute-query decoder, "
          "self-calibration margin (AAAI 2022)",

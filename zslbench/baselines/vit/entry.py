@@ -24,10 +24,17 @@ class ViTConfig(ViTBackbone):
     head: Literal["patches", "cls"] = "patches"
 
 
+def load_model() -> type:
+    """The model class (imports torch and timm): the catalogue's lazy entry point."""
+    from zslbench.baselines.vit.model import ViTBaseline
+
+    return ViTBaseline
+
+
 register_model(ModelEntry(
     name="vit",
     config=ViTConfig,
-    entry_point="zslbench.baselines.vit.model:ViTBaseline",
+    load=load_model,
     display_name="ViT",
     help="ViT + attribute head: SVIP's baseline (one pass, no selection or contextualisation)",
     presets=VIT_SCHEDULES,

@@ -1,0 +1,5 @@
+"""``python -m zslbench.cli``."""
+
+from zslbench.cli import main
+
+main()
