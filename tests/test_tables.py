@@ -15,8 +15,9 @@ import pytest
 
 from results_store import RunSpec, make_store
 from zslbench.core.errors import UserError
-from zslbench.results.tables import (FORMATS, ablation_table, build_table, experiment_table, main_table, render,
-                                     reported_numbers, sensitivity_table)
+from zslbench.results.render import FORMATS, render
+from zslbench.results.tables import (ablation_table, build_table, experiment_table, main_table, reported_numbers,
+                                     sensitivity_table)
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("ZSLBENCH_UPDATE_GOLDEN") == "1"

@@ -23,7 +23,8 @@ ReportedOpt = typer.Option(False, "--reported", help="Add the published numbers 
 def _emit_table(kind: str, experiment: str, fmt: str, out: Optional[Path], tracking_uri: Optional[str],
                 gamma_policy: Optional[str], protocol: Optional[str], reported: bool = False,
                 param: Optional[str] = None) -> None:
-    from zslbench.results.tables import FORMATS, experiment_table, render
+    from zslbench.results.render import FORMATS, render
+    from zslbench.results.tables import experiment_table
 
     if fmt not in FORMATS:
         from zslbench.core.errors import unknown_name

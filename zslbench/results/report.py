@@ -24,8 +24,8 @@ from zslbench.core.version import PROTOCOL_VERSION, __version__
 from zslbench.core.errors import UserError
 from zslbench.core.files import atomic_write
 from zslbench.catalogue import sensitivity_spaces
-from zslbench.results.tables import (METRIC_HEADERS, Cell, Table, build_table, percent,
-                                     render_markdown, signed_percent)
+from zslbench.results.render import percent, render_markdown, signed_percent
+from zslbench.results.tables import METRIC_HEADERS, Cell, Table, build_table
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1200px;margin:2em auto;
 padding:0 1em;color:#222}table{border-collapse:collapse;margin:1em 0;font-size:13px}
