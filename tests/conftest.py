@@ -17,7 +17,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def single_thread():
     """One intra-op thread for tiny models: steadier on a shared CPU, and they gain nothing from more
     (use with ``pytestmark = pytest.mark.usefixtures("single_thread")``)."""

@@ -19,13 +19,7 @@ from zslbench.catalogue import MODELS, DatasetInfo
 GROUPS = [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and the test machine is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_info(groups=GROUPS) -> DatasetInfo:

@@ -14,19 +14,13 @@ import torch.nn.functional as F
 from zslbench.baselines.transzero.entry import TransZeroConfig
 from zslbench.baselines.transzero.model import TransZero, relative_geometry_embedding
 from zslbench.core.errors import DataError
-from zslbench.metrics import gzsl_metrics, zsl_accuracy
+from zslbench.metrics import Scores, gzsl_metrics, zsl_accuracy
 from zslbench.catalogue import MODELS, DatasetInfo
 
 CHANNELS = 512  # resnet10t's last stage
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and the test machine is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def make_info(num_attributes: int = 10, seen=(0, 1, 2, 3), unseen=(4, 5), num_classes: int = 6,
@@ -120,15 +114,15 @@ def test_margin_at_gamma_zero_equals_margin_free_model_at_logit_gamma_two_b(size
                             for seed in (2, 3)]
     np.testing.assert_allclose(scores["margin"][0] - scores["plain"][0],
                                np.broadcast_to(np.array([-size] * 4 + [size] * 2), (40, 6)), atol=1e-5)
-    args = (seen_labels, None, unseen_labels, info.seen_classes, info.unseen_classes)
 
-    def metrics(pair, gamma):
-        return gzsl_metrics(pair[0], args[0], pair[1], args[2], args[3], args[4], gamma=gamma, space="logit")
+    def scored(pair):
+        return Scores(scores_seen=pair[0], labels_seen=seen_labels, scores_unseen=pair[1], labels_unseen=unseen_labels,
+                      seen_classes=info.seen_classes, unseen_classes=info.unseen_classes)
 
-    built_in, calibrated = metrics(scores["margin"], 0.0), metrics(scores["plain"], 2 * size)
+    margin, plain = scored(scores["margin"]), scored(scores["plain"])
+    built_in, calibrated = gzsl_metrics(margin, gamma=0.0), gzsl_metrics(plain, gamma=2 * size)
     assert (built_in.u, built_in.s, built_in.h) == (calibrated.u, calibrated.s, calibrated.h)
-    assert zsl_accuracy(scores["margin"][1], unseen_labels, info.unseen_classes) == \
-        zsl_accuracy(scores["plain"][1], unseen_labels, info.unseen_classes)
+    assert zsl_accuracy(margin) == zsl_accuracy(plain)
 
 
 # ------------------------------------------------------------------------------------------ losses
