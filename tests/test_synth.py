@@ -14,6 +14,7 @@ import scipy.io
 from PIL import Image
 
 from zslbench.data import synth
+from zslbench.data.synth import writing as synth_writing  # where images are rendered
 from zslbench.data.synth import (COLOURS, PARTS, PRESETS, attribute_groups, attribute_phrases, ensure_synth,
                                  generate_synth, get_preset, instance_rng, plan_dataset, render_instance,
                                  synth_dir_name)
@@ -270,7 +271,7 @@ def test_interrupted_generation_leaves_no_dataset(tmp_path, monkeypatch):
             raise RuntimeError("simulated crash")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(synth, "render_instance", failing)
+    monkeypatch.setattr(synth_writing, "render_instance", failing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         generate_synth(tmp_path, MICRO, seed=0, workers=1)
     assert list(tmp_path.iterdir()) == []  # neither synth-tiny nor a temporary directory
@@ -283,7 +284,7 @@ def test_failed_regeneration_keeps_the_previous_dataset(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(synth, "render_instance", crash)
+    monkeypatch.setattr(synth_writing, "render_instance", crash)
     with pytest.raises(KeyboardInterrupt):
         generate_synth(tmp_path, MICRO, seed=0, workers=1, force=True)
     assert tree_digest(directory) == before
