@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
@@ -38,6 +36,7 @@ from typing import IO, Iterable, Iterator, Sequence
 import numpy as np
 
 from zslbench.core.errors import DataError, UserError
+from zslbench.core.files import atomic_write
 
 #: Bytes read per step while streaming a binary file.
 CHUNK_BYTES = 8 << 20
@@ -252,7 +251,7 @@ def embed_phrases(phrases: Sequence[Sequence[str]], vector_file: str | Path, con
 
 # --------------------------------------------------------------------------- writing
 def save_npy_atomic(path: str | Path, array: np.ndarray, force: bool = False) -> str:
-    """Write ``array`` to ``path`` (.npy) via a temporary file and a rename.
+    """Write ``array`` to ``path`` (.npy) atomically (:func:`zslbench.core.files.atomic_write`).
 
     Returns ``"written"``, or ``"unchanged"`` when ``path`` already holds the same array. A
     different existing file is replaced only with ``force`` (else :class:`UserError`); a failed write
@@ -265,20 +264,11 @@ def save_npy_atomic(path: str | Path, array: np.ndarray, force: bool = False) ->
         if not force:
             raise UserError(f"{path} exists and differs from the new vectors; pass --force to replace it "
                             "or --out to write elsewhere")
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "xb") as handle:
-            np.save(handle, array)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except OSError as exc:  # a read-only folder or a full disk
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise DataError(f"cannot write {path} ({reason}); make its folder writable or free disk space, "
-                        "or pass --out to write elsewhere") from exc
-    finally:
-        temporary.unlink(missing_ok=True)
+        atomic_write(path, lambda handle: np.save(handle, array),
+                     hint="make its folder writable or free disk space, or pass --out to write elsewhere")
+    except UserError as exc:  # a read-only folder or a full disk: a data problem of this command
+        raise DataError(str(exc)) from exc.__cause__
     return "written"
 
 
