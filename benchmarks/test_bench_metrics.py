@@ -42,12 +42,14 @@ def scores(quick):
 
 
 def library_metrics(scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen) -> dict:
-    """What an evaluation computes: every protocol metric plus the 200-γ calibrated-stacking sweep."""
-    from zslbench.metrics import OFFICIAL_GAMMAS, evaluate_scores, gzsl_sweep
+    """What an evaluation computes: the checked scores value, every protocol metric, and the 200-γ
+    calibrated-stacking sweep."""
+    from zslbench.metrics import OFFICIAL_GAMMAS, Scores, evaluate_scores, gzsl_sweep
 
-    metrics = evaluate_scores(scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen,
-                              gamma_policy="oracle")
-    sweep = gzsl_sweep(scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen, OFFICIAL_GAMMAS)
+    checked = Scores(scores_seen=scores_seen, labels_seen=labels_seen, scores_unseen=scores_unseen,
+                     labels_unseen=labels_unseen, seen_classes=seen, unseen_classes=unseen)
+    metrics = evaluate_scores(checked, gamma_policy="oracle")
+    sweep = gzsl_sweep(checked, OFFICIAL_GAMMAS)
     return {"metrics": metrics, "sweep": sweep}
 
 

@@ -1,10 +1,16 @@
-"""Tests of zslbench.metrics (PROTOCOL.md §3): hand-computed cases, brute-force references, properties."""
+"""Tests of zslbench.metrics (PROTOCOL.md §3): hand-computed cases, brute-force references, properties,
+and the scores file."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import doctest
+import importlib
+import io
 import math
+import pkgutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +22,8 @@ from zslbench.core.errors import UserError
 from zslbench.metrics import (
     OFFICIAL_GAMMAS,
     GZSLResult,
-    GZSLScores,
+    Scores,
+    ScoresFileError,
     aggregate_seeds,
     ausuc,
     choose_gamma,
@@ -26,6 +33,7 @@ from zslbench.metrics import (
     official_gzsl_search,
     overall_accuracy,
     per_class_accuracy,
+    scores_file,
     select_epoch,
     zsl_accuracy,
 )
@@ -46,7 +54,15 @@ SCORES_UNSEEN = np.array([[2.0, 0.0, 0.0, 1.0, 0.0],  # 3   0 ✗ (unseen: 3 ✓
                           [1.2, 0.0, 0.0, 0.0, 1.0],  # 4   0 ✗ (unseen: 4 ✓) 0.2
                           [0.0, 0.0, 0.0, 2.0, 1.0]])  # 4   3 ✗             -2.0
 LABELS_UNSEEN = np.array([3, 3, 4, 4])
-HAND = (SCORES_SEEN, LABELS_SEEN, SCORES_UNSEEN, LABELS_UNSEEN, SEEN, UNSEEN)
+HAND = Scores(scores_seen=SCORES_SEEN, labels_seen=LABELS_SEEN, scores_unseen=SCORES_UNSEEN,
+              labels_unseen=LABELS_UNSEEN, seen_classes=SEEN, unseen_classes=UNSEEN)
+
+
+def gzsl_case(scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen) -> Scores:
+    """A small GZSL case from its six parts, in the order the comments of each test read them."""
+    return Scores(scores_seen=np.asarray(scores_seen), labels_seen=np.asarray(labels_seen),
+                  scores_unseen=np.asarray(scores_unseen), labels_unseen=np.asarray(labels_unseen),
+                  seen_classes=seen, unseen_classes=unseen)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +79,7 @@ HAND = (SCORES_SEEN, LABELS_SEEN, SCORES_UNSEEN, LABELS_UNSEEN, SEEN, UNSEEN)
     ],
 )
 def test_hand_computed_logit_space(gamma: float, u: float, s: float) -> None:
-    result = gzsl_metrics(*HAND, gamma=gamma)
+    result = gzsl_metrics(HAND, gamma=gamma)
     assert result.u == pytest.approx(u)
     assert result.s == pytest.approx(s)
     assert result.h == pytest.approx(2 * u * s / (u + s))
@@ -71,7 +87,7 @@ def test_hand_computed_logit_space(gamma: float, u: float, s: float) -> None:
 
 
 def test_hand_computed_h_at_gamma_zero_is_five_thirteenths() -> None:
-    assert gzsl_metrics(*HAND).h == pytest.approx(5 / 13)
+    assert gzsl_metrics(HAND).h == pytest.approx(5 / 13)
 
 
 def test_prob_space_differs_from_logit_space() -> None:
@@ -80,8 +96,8 @@ def test_prob_space_differs_from_logit_space() -> None:
     prob_margin = (math.exp(1.2) - math.e) / (math.exp(1.2) + 3 + math.e)
     assert 0.06 < prob_margin < 0.07
     # Every other row keeps its prediction at γ = 0.1 in both spaces (prob margins ≈ 0.21, 0.36, 0.36 or < 0).
-    logit = gzsl_metrics(*HAND, gamma=0.1, space="logit")
-    prob = gzsl_metrics(*HAND, gamma=0.1, space="prob")
+    logit = gzsl_metrics(HAND, gamma=0.1, space="logit")
+    prob = gzsl_metrics(HAND, gamma=0.1, space="prob")
     assert (logit.u, logit.s) == pytest.approx((1 / 4, 5 / 6))
     assert (prob.u, prob.s) == pytest.approx((1 / 2, 5 / 6))
     assert prob.h == pytest.approx(0.625)
@@ -89,7 +105,7 @@ def test_prob_space_differs_from_logit_space() -> None:
 
 def test_zsl_accuracy_hand_computed() -> None:
     # argmax among unseen {3, 4}: rows → 3 ✓, 3 ✓, 4 ✓, 3 ✗ → class 3: 1, class 4: 1/2
-    assert zsl_accuracy(SCORES_UNSEEN, LABELS_UNSEEN, UNSEEN) == pytest.approx(0.75)
+    assert zsl_accuracy(HAND) == pytest.approx(0.75)
 
 
 def test_per_class_and_overall_accuracy() -> None:
@@ -112,9 +128,10 @@ def test_h_is_zero_not_nan_when_u_and_s_are_zero() -> None:
     # seen sample predicted unseen, unseen sample predicted seen: U = S = 0
     scores_seen = np.array([[0.0, 1.0]])
     scores_unseen = np.array([[1.0, 0.0]])
-    result = gzsl_metrics(scores_seen, [0], scores_unseen, [1], [0], [1])
+    case = gzsl_case(scores_seen, [0], scores_unseen, [1], [0], [1])
+    result = gzsl_metrics(case)
     assert (result.u, result.s, result.h) == (0.0, 0.0, 0.0)
-    sweep = gzsl_sweep(scores_seen, [0], scores_unseen, [1], [0], [1], gammas=[-0.5, 0.0, 0.5])
+    sweep = gzsl_sweep(case, gammas=[-0.5, 0.0, 0.5])
     assert not np.isnan(sweep["h"]).any()
     assert sweep["h"][1] == 0.0
 
@@ -122,37 +139,39 @@ def test_h_is_zero_not_nan_when_u_and_s_are_zero() -> None:
 def test_tie_between_seen_and_unseen_goes_to_lowest_class_id() -> None:
     seen, unseen = [1, 2], [0, 3]
     scores = np.array([[1.0, 1.0, 0.0, 0.0]])  # unseen 0 ties seen 1 → 0 (unseen) wins
-    assert gzsl_metrics(scores, [1], scores, [0], seen, unseen).u == 1.0
-    assert gzsl_metrics(scores, [1], scores, [0], seen, unseen).s == 0.0
+    assert gzsl_metrics(gzsl_case(scores, [1], scores, [0], seen, unseen)).u == 1.0
+    assert gzsl_metrics(gzsl_case(scores, [1], scores, [0], seen, unseen)).s == 0.0
     scores = np.array([[0.0, 1.0, 0.0, 1.0]])  # seen 1 ties unseen 3 → 1 (seen) wins
-    assert gzsl_metrics(scores, [1], scores, [3], seen, unseen).s == 1.0
+    assert gzsl_metrics(gzsl_case(scores, [1], scores, [3], seen, unseen)).s == 1.0
 
 
 def test_tie_created_by_gamma_goes_to_lowest_class_id() -> None:
     scores = np.array([[0.0, 1.5, 0.0]])  # seen 1; at γ = 1.5 all three adjusted scores are 0
-    at_margin = gzsl_metrics(scores, [1], scores, [0], seen_classes=[1], unseen_classes=[0, 2], gamma=1.5)
+    case = gzsl_case(scores, [1], scores, [0], seen=[1], unseen=[0, 2])
+    at_margin = gzsl_metrics(case, gamma=1.5)
     assert at_margin.u == 1.0 and at_margin.s == 0.0  # class 0 (unseen) wins the three-way tie
-    just_below = gzsl_metrics(scores, [1], scores, [0], [1], [0, 2], gamma=np.nextafter(1.5, 0.0))
+    just_below = gzsl_metrics(case, gamma=np.nextafter(1.5, 0.0))
     assert just_below.u == 0.0 and just_below.s == 1.0
-    sweep = gzsl_sweep(scores, [1], scores, [0], [1], [0, 2], gammas=[1.5, np.nextafter(1.5, 0.0)])
+    sweep = gzsl_sweep(case, gammas=[1.5, np.nextafter(1.5, 0.0)])
     assert sweep["u"].tolist() == [1.0, 0.0]
     # seen {0, 1}, unseen {2}: at γ = 1.5 the adjusted scores are (−1.5, 0, 0): seen 1 beats unseen 2
-    swapped = gzsl_metrics(scores, [1], scores, [2], seen_classes=[0, 1], unseen_classes=[2], gamma=1.5)
+    swapped = gzsl_metrics(gzsl_case(scores, [1], scores, [2], seen=[0, 1], unseen=[2]), gamma=1.5)
     assert (swapped.s, swapped.u) == (1.0, 0.0)
 
 
 def test_tie_within_seen_classes_goes_to_lowest_id() -> None:
     scores = np.array([[2.0, 2.0, 0.0]])
-    assert gzsl_metrics(scores, [0], scores, [2], [0, 1], [2]).s == 1.0
-    assert gzsl_metrics(scores, [1], scores, [2], [0, 1], [2]).s == 0.0
+    assert gzsl_metrics(gzsl_case(scores, [0], scores, [2], [0, 1], [2])).s == 1.0
+    assert gzsl_metrics(gzsl_case(scores, [1], scores, [2], [0, 1], [2])).s == 0.0
 
 
 def test_columns_outside_seen_and_unseen_never_win() -> None:
     # a validation split predicts among its own classes only: column 1 is neither seen nor unseen
     scores = np.array([[1.0, 9.0, 0.0, 0.5]])
-    result = gzsl_metrics(scores, [0], scores, [3], seen_classes=[0, 2], unseen_classes=[3], gamma=0.0)
+    case = gzsl_case(scores, [0], scores, [3], seen=[0, 2], unseen=[3])
+    result = gzsl_metrics(case, gamma=0.0)
     assert (result.s, result.u) == (1.0, 0.0)
-    assert gzsl_metrics(scores, [0], scores, [3], [0, 2], [3], gamma=0.6, space="prob").u == 1.0
+    assert gzsl_metrics(case, gamma=0.6, space="prob").u == 1.0
 
 
 # --------------------------------------------------------------------------- brute-force references
@@ -165,7 +184,7 @@ def random_problem(
     n_seen: int = 40,
     n_unseen: int = 30,
     integer: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> Scores:
     """Random GZSL scores over interleaved class ids; ``integer`` makes many exact ties."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_classes)
@@ -179,7 +198,8 @@ def random_problem(
         matrix[np.arange(labels.size), labels] += 1.0  # informative, so accuracies are non-trivial
         return matrix
 
-    return scores(labels_seen), labels_seen, scores(labels_unseen), labels_unseen, seen, unseen
+    return Scores(scores_seen=scores(labels_seen), labels_seen=labels_seen, scores_unseen=scores(labels_unseen),
+                  labels_unseen=labels_unseen, seen_classes=seen, unseen_classes=unseen)
 
 
 def softmax_rows(matrix: np.ndarray) -> np.ndarray:
@@ -197,16 +217,16 @@ def direct_prediction(scores: np.ndarray, seen: np.ndarray, unseen: np.ndarray, 
     return candidates[np.argmax(adjusted, axis=1)]
 
 
-def direct_metrics(problem: tuple, gamma: float, space: str = "logit") -> tuple[float, float, float]:
-    scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen = problem
+def direct_metrics(problem: Scores, gamma: float, space: str = "logit") -> tuple[float, float, float]:
+    scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen = parts(problem)
     u = per_class_accuracy(direct_prediction(scores_unseen, seen, unseen, gamma, space), labels_unseen)
     s = per_class_accuracy(direct_prediction(scores_seen, seen, unseen, gamma, space), labels_seen)
     return u, s, (2 * u * s / (u + s) if u + s > 0 else 0.0)
 
 
-def brute_force_operating_points(problem: tuple, space: str = "logit") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def brute_force_operating_points(problem: Scores, space: str = "logit") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(γ, U, S) at every sample margin, every midpoint and beyond both ends, in γ order."""
-    scores_seen, _, scores_unseen, _, seen, unseen = problem
+    scores_seen, _, scores_unseen, _, seen, unseen = parts(problem)
     margins = []
     for scores in (scores_seen, scores_unseen):
         matrix = softmax_rows(scores[:, np.union1d(seen, unseen)]) if space == "prob" else scores
@@ -222,6 +242,12 @@ def brute_force_operating_points(problem: tuple, space: str = "logit") -> tuple[
     return gammas, u, s
 
 
+def parts(problem: Scores) -> tuple[np.ndarray, ...]:
+    """The six arrays of a problem, for the reference implementations below."""
+    return (problem.scores_seen, problem.labels_seen, problem.scores_unseen, problem.labels_unseen,
+            problem.seen_classes, problem.unseen_classes)
+
+
 def trapezoid_area(u: np.ndarray, s: np.ndarray) -> float:
     return float(np.sum(np.diff(u) * (s[1:] + s[:-1]) / 2))
 
@@ -233,7 +259,7 @@ def trapezoid_area(u: np.ndarray, s: np.ndarray) -> float:
 def test_gzsl_metrics_matches_textbook_argmax(seed: int, n_seen_classes: int, integer: bool, space: str) -> None:
     problem = random_problem(seed, n_seen_classes=n_seen_classes, integer=integer)
     for gamma in (-1.0, 0.0, 0.05, 0.5, 1.0, 2.0):
-        result = gzsl_metrics(*problem, gamma=gamma, space=space)
+        result = gzsl_metrics(problem, gamma=gamma, space=space)
         assert (result.u, result.s, result.h) == pytest.approx(direct_metrics(problem, gamma, space), abs=1e-12)
 
 
@@ -243,8 +269,8 @@ def test_sweep_equals_loop_over_gzsl_metrics(seed: int, n_seen_classes: int, int
     problem = random_problem(seed, n_seen_classes=n_seen_classes, integer=integer)
     # unsorted γ, repeated values, exact integer margins (ties when scores are integers), infinities
     gammas = np.array([0.5, -3.0, 0.0, 1.0, 1.0, 2.0, -1.0, 0.25, np.inf, -np.inf, 3.0, -0.75])
-    sweep = gzsl_sweep(*problem, gammas=gammas, space=space)
-    looped = [gzsl_metrics(*problem, gamma=g, space=space) for g in gammas]
+    sweep = gzsl_sweep(problem, gammas=gammas, space=space)
+    looped = [gzsl_metrics(problem, gamma=g, space=space) for g in gammas]
     np.testing.assert_allclose(sweep["u"], [r.u for r in looped], atol=1e-12)
     np.testing.assert_allclose(sweep["s"], [r.s for r in looped], atol=1e-12)
     np.testing.assert_allclose(sweep["h"], [r.h for r in looped], atol=1e-12)
@@ -256,7 +282,7 @@ def test_sweep_equals_loop_over_gzsl_metrics(seed: int, n_seen_classes: int, int
 def test_ausuc_equals_brute_force(seed: int, n_seen_classes: int, integer: bool, space: str) -> None:
     problem = random_problem(seed, n_seen_classes=n_seen_classes, integer=integer)
     gammas, u, s = brute_force_operating_points(problem, space)
-    area, curve = ausuc(*problem, space=space)
+    area, curve = ausuc(problem, space=space)
     assert area == pytest.approx(trapezoid_area(u, s), abs=1e-12)
     # the curve runs from all-seen (U = 0) to all-unseen (S = 0), U increasing, S decreasing
     assert curve.u[0] == 0.0 and curve.s[-1] == 0.0
@@ -264,7 +290,7 @@ def test_ausuc_equals_brute_force(seed: int, n_seen_classes: int, integer: bool,
     assert np.all(np.diff(curve.u) >= 0) and np.all(np.diff(curve.s) <= 0)
     # every operating point on the curve is a real one: gzsl_metrics at its γ gives it
     for g, cu, cs in zip(curve.gamma[1:-1], curve.u[1:-1], curve.s[1:-1]):
-        result = gzsl_metrics(*problem, gamma=g, space=space)
+        result = gzsl_metrics(problem, gamma=g, space=space)
         assert (result.u, result.s) == pytest.approx((cu, cs), abs=1e-12)
     # and the distinct brute-force points are exactly the curve's points
     brute_points = {(round(a, 9), round(b, 9)) for a, b in zip(u, s)}
@@ -278,22 +304,22 @@ def test_oracle_gamma_reaches_the_brute_force_maximum(seed: int, integer: bool, 
     problem = random_problem(seed, integer=integer)
     gammas, u, s = brute_force_operating_points(problem, space)
     best_h = max(direct_metrics(problem, g, space)[2] for g in gammas)
-    choice = choose_gamma("oracle", *problem, space=space)
+    choice = choose_gamma("oracle", problem, space=space)
     gamma, h = choice
     assert choice.oracle and choice.policy == "oracle"
     assert h == pytest.approx(best_h, abs=1e-12)
-    assert gzsl_metrics(*problem, gamma=gamma, space=space).h == h
+    assert gzsl_metrics(problem, gamma=gamma, space=space).h == h
     # γ lies strictly inside an interval: nudging it either way changes nothing
     for nudged in (np.nextafter(gamma, -np.inf), np.nextafter(gamma, np.inf)):
-        assert gzsl_metrics(*problem, gamma=nudged, space=space).h == pytest.approx(h, abs=1e-12)
+        assert gzsl_metrics(problem, gamma=nudged, space=space).h == pytest.approx(h, abs=1e-12)
 
 
 def test_oracle_prefers_gamma_zero_when_calibration_cannot_help() -> None:
     problem = perfectly_separable_problem()
-    assert tuple(choose_gamma("oracle", *problem)) == (0.0, 1.0)
+    assert tuple(choose_gamma("oracle", problem)) == (0.0, 1.0)
 
 
-def perfectly_separable_problem() -> tuple:
+def perfectly_separable_problem() -> Scores:
     rng = np.random.default_rng(13)
     n_classes, seen, unseen = 7, np.array([0, 2, 3, 5]), np.array([1, 4, 6])
     labels_seen, labels_unseen = rng.choice(seen, 20), rng.choice(unseen, 15)
@@ -301,12 +327,12 @@ def perfectly_separable_problem() -> tuple:
     scores_unseen = rng.uniform(0, 1, (15, n_classes))
     scores_seen[np.arange(20), labels_seen] = 5.0  # margins ≥ 4 for seen samples, ≤ −4 for unseen ones
     scores_unseen[np.arange(15), labels_unseen] = 5.0
-    return scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen
+    return gzsl_case(scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen)
 
 
 @pytest.mark.parametrize("space", ["logit", "prob"])
 def test_perfectly_separable_scores_have_ausuc_one(space: str) -> None:
-    area, curve = ausuc(*perfectly_separable_problem(), space=space)
+    area, curve = ausuc(perfectly_separable_problem(), space=space)
     assert area == pytest.approx(1.0, abs=1e-12)
     assert (1.0, 1.0) in set(zip(curve.u.tolist(), curve.s.tolist()))
 
@@ -318,7 +344,7 @@ def test_ausuc_of_hand_case() -> None:
     #    1.0 seen row 1 → ✗ (S −1/6) and unseen row 0 → ✓ (U +1/4)
     #    4.0 seen row 3 → ✗ (S −1/3)        (unseen row 3 is wrong either way)
     # Area = 1/4·1 + 1/4·5/6 + 1/4·(1/2 + 1/3)/2 = 9/16.
-    area, curve = ausuc(*HAND)
+    area, curve = ausuc(HAND)
     assert curve.u.tolist() == pytest.approx([0.0, 0.25, 0.25, 0.5, 0.5, 0.75, 0.75])
     assert curve.s.tolist() == pytest.approx([1.0, 1.0, 5 / 6, 5 / 6, 1 / 2, 1 / 3, 0.0])
     assert area == pytest.approx(9 / 16)
@@ -330,7 +356,7 @@ def test_ausuc_of_hand_case() -> None:
 
 
 @st.composite
-def problems(draw: st.DrawFn) -> tuple:
+def problems(draw: st.DrawFn) -> Scores:
     """Small random continuous-score problems (no exact ties)."""
     n_classes = draw(st.integers(2, 8))
     n_seen_classes = draw(st.integers(1, n_classes - 1))
@@ -349,8 +375,8 @@ spaces = st.sampled_from(["logit", "prob"])
 
 @PROPERTY_SETTINGS
 @given(problems(), gamma_values, spaces)
-def test_h_lies_between_u_and_s(problem: tuple, gamma: float, space: str) -> None:
-    result = gzsl_metrics(*problem, gamma=gamma, space=space)
+def test_h_lies_between_u_and_s(problem: Scores, gamma: float, space: str) -> None:
+    result = gzsl_metrics(problem, gamma=gamma, space=space)
     assert 0.0 <= result.h <= max(result.u, result.s) + 1e-15
     if result.u > 0 and result.s > 0:
         assert result.h >= min(result.u, result.s) - 1e-15
@@ -358,8 +384,8 @@ def test_h_lies_between_u_and_s(problem: tuple, gamma: float, space: str) -> Non
 
 @PROPERTY_SETTINGS
 @given(problems(), st.integers(0, 2**32 - 1), gamma_values, spaces)
-def test_invariant_to_class_relabelling(problem: tuple, perm_seed: int, gamma: float, space: str) -> None:
-    scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen = problem
+def test_invariant_to_class_relabelling(problem: Scores, perm_seed: int, gamma: float, space: str) -> None:
+    scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen = parts(problem)
     relabel = np.random.default_rng(perm_seed).permutation(scores_seen.shape[1])  # old id c → relabel[c]
 
     def move_columns(scores: np.ndarray) -> np.ndarray:
@@ -367,37 +393,37 @@ def test_invariant_to_class_relabelling(problem: tuple, perm_seed: int, gamma: f
         moved[:, relabel] = scores
         return moved
 
-    relabelled = (
+    relabelled = gzsl_case(
         move_columns(scores_seen), relabel[labels_seen], move_columns(scores_unseen),
         relabel[labels_unseen], relabel[seen], relabel[unseen],
     )  # fmt: skip
-    before = gzsl_metrics(*problem, gamma=gamma, space=space)
-    after = gzsl_metrics(*relabelled, gamma=gamma, space=space)
+    before = gzsl_metrics(problem, gamma=gamma, space=space)
+    after = gzsl_metrics(relabelled, gamma=gamma, space=space)
     assert (after.u, after.s, after.h) == pytest.approx((before.u, before.s, before.h), abs=1e-12)
-    assert ausuc(*relabelled, space=space)[0] == pytest.approx(ausuc(*problem, space=space)[0], abs=1e-12)
-    assert zsl_accuracy(*relabelled[2:4], relabelled[5]) == pytest.approx(zsl_accuracy(*problem[2:4], problem[5]))
+    assert ausuc(relabelled, space=space)[0] == pytest.approx(ausuc(problem, space=space)[0], abs=1e-12)
+    assert zsl_accuracy(relabelled) == pytest.approx(zsl_accuracy(problem))
 
 
 @PROPERTY_SETTINGS
 @given(problems(), spaces)
-def test_gamma_zero_is_uncalibrated(problem: tuple, space: str) -> None:
-    scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen = problem
+def test_gamma_zero_is_uncalibrated(problem: Scores, space: str) -> None:
+    scores_seen, labels_seen, scores_unseen, labels_unseen, seen, unseen = parts(problem)
     candidates = np.union1d(seen, unseen)
     u = per_class_accuracy(candidates[np.argmax(scores_unseen[:, candidates], 1)], labels_unseen)
     s = per_class_accuracy(candidates[np.argmax(scores_seen[:, candidates], 1)], labels_seen)
-    result = gzsl_metrics(*problem, gamma=0.0, space=space)
+    result = gzsl_metrics(problem, gamma=0.0, space=space)
     assert (result.u, result.s) == pytest.approx((u, s), abs=1e-12)
-    report = evaluate_scores(*problem, space=space)
+    report = evaluate_scores(problem, space=space)
     assert (report["gzsl_u0"], report["gzsl_s0"], report["gzsl_h0"]) == (result.u, result.s, result.h)
     assert (report["gzsl_u"], report["gzsl_s"], report["gamma"]) == (result.u, result.s, 0.0)
 
 
 @PROPERTY_SETTINGS
 @given(problems(), st.lists(gamma_values, min_size=1, max_size=6), spaces)
-def test_ausuc_bounds_every_operating_rectangle(problem: tuple, gammas: list[float], space: str) -> None:
-    area, _ = ausuc(*problem, space=space)
+def test_ausuc_bounds_every_operating_rectangle(problem: Scores, gammas: list[float], space: str) -> None:
+    area, _ = ausuc(problem, space=space)
     assert 0.0 <= area <= 1.0
-    sweep = gzsl_sweep(*problem, gammas=gammas, space=space)
+    sweep = gzsl_sweep(problem, gammas=gammas, space=space)
     assert np.all(area >= sweep["u"] * sweep["s"] - 1e-12)
 
 
@@ -431,9 +457,9 @@ def test_aggregate_seeds_counts_missing_keys_per_key() -> None:
 # --------------------------------------------------------------------------- official-compatible search
 
 
-def reference_official_search(problem: tuple) -> tuple[float, float, float, float]:
+def reference_official_search(problem: Scores) -> tuple[float, float, float, float]:
     """The SVIP reference's loop: softmax over all classes, add γ to unseen probs, per-sample accuracy."""
-    scores_seen, labels_seen, scores_unseen, labels_unseen, _, unseen = problem
+    scores_seen, labels_seen, scores_unseen, labels_unseen, _, unseen = parts(problem)
     best = (-1.0, 0.0, 0.0, 0.0)
     for gamma in np.arange(-1, 1, 0.01):
         accs = []
@@ -449,20 +475,20 @@ def reference_official_search(problem: tuple) -> tuple[float, float, float, floa
 
 
 def test_official_search_hand_case() -> None:
-    official = official_gzsl_search(*HAND)
+    official = official_gzsl_search(HAND)
     h, u, s, gamma = reference_official_search(HAND)
     assert official.test_selected
     assert official.gamma == pytest.approx(gamma)
     assert (official.result.u, official.result.s, official.result.h) == pytest.approx((u, s, h))
     # per-sample here: seen 4 samples, unseen 4 samples; per-class at the same γ from gzsl_metrics
-    per_class = gzsl_metrics(*HAND, gamma=official.gamma, space="prob")
+    per_class = gzsl_metrics(HAND, gamma=official.gamma, space="prob")
     assert official.per_class == per_class
 
 
 @pytest.mark.parametrize("seed", [14, 15])
 def test_official_search_matches_reference_loop(seed: int) -> None:
     problem = random_problem(seed, n_seen=60, n_unseen=50)
-    official = official_gzsl_search(*problem)
+    official = official_gzsl_search(problem)
     h, u, s, gamma = reference_official_search(problem)
     assert official.result.h == pytest.approx(h, abs=1e-12)
     assert official.gamma == pytest.approx(gamma)
@@ -480,7 +506,7 @@ def test_official_grid_is_minus_one_to_one_step_one_hundredth() -> None:
 
 def test_evaluate_scores_keys_and_policies() -> None:
     problem = random_problem(16)
-    report = evaluate_scores(*problem, gamma_policy="oracle")
+    report = evaluate_scores(problem, gamma_policy="oracle")
     assert set(report) >= {
         "zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "gamma_policy", "gzsl_u0", "gzsl_s0", "gzsl_h0",
         "ausuc", "gzsl_h_oracle", "gamma_oracle",
@@ -488,45 +514,48 @@ def test_evaluate_scores_keys_and_policies() -> None:
     assert report["gamma_policy"] == "oracle"
     assert report["gzsl_h"] == report["gzsl_h_oracle"] >= report["gzsl_h0"]
     assert report["gamma"] == report["gamma_oracle"]
-    assert report["zsl_t1"] == zsl_accuracy(*problem[2:4], problem[5])
-    assert report["ausuc"] == ausuc(*problem)[0]
+    assert report["zsl_t1"] == zsl_accuracy(problem)
+    assert report["ausuc"] == ausuc(problem)[0]
     assert all(0.0 <= report[key] <= 1.0 for key in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc"))
 
-    fixed = evaluate_scores(*problem, gamma_policy="fixed", gamma=0.7)
+    fixed = evaluate_scores(problem, gamma_policy="fixed", gamma=0.7)
     assert fixed["gamma"] == 0.7 and fixed["gamma_policy"] == "fixed"
-    assert fixed["gzsl_h"] == gzsl_metrics(*problem, gamma=0.7).h
-    assert evaluate_scores(*problem, gamma_policy="fixed:0.7")["gzsl_h"] == fixed["gzsl_h"]
-    assert evaluate_scores(*problem)["gamma"] == 0.0
+    assert fixed["gzsl_h"] == gzsl_metrics(problem, gamma=0.7).h
+    assert evaluate_scores(problem, gamma_policy="fixed:0.7")["gzsl_h"] == fixed["gzsl_h"]
+    assert evaluate_scores(problem)["gamma"] == 0.0
 
 
 def test_evaluate_scores_prob_space_keeps_zsl_on_raw_scores() -> None:
     problem = random_problem(17)
-    logit, prob = evaluate_scores(*problem), evaluate_scores(*problem, space="prob")
+    logit, prob = evaluate_scores(problem), evaluate_scores(problem, space="prob")
     assert prob["zsl_t1"] == logit["zsl_t1"]
     assert prob["gamma_space"] == "prob"
 
 
 def test_val_policy_chooses_on_validation_scores() -> None:
-    test, val = random_problem(18), random_problem(19)
-    gamma_val, h_val = choose_gamma("val", *val)
-    as_tuple = evaluate_scores(*test, gamma_policy="val", val=val)
-    as_dict = evaluate_scores(*test, gamma_policy="val", val=dataclasses.asdict(GZSLScores(*val)))
-    assert as_tuple["gamma"] == as_dict["gamma"] == gamma_val
-    assert as_tuple["gzsl_h"] == gzsl_metrics(*test, gamma=gamma_val).h
-    assert h_val == gzsl_metrics(*val, gamma=gamma_val).h
-    assert not choose_gamma("val", *val).oracle
+    test, val = random_problem(18), dataclasses.replace(random_problem(19), split="val")
+    gamma_val, h_val = choose_gamma("val", val)
+    given = evaluate_scores(test, gamma_policy="val", val=val)
+    # the same validation scores stored beside the test scores, and read back from the file
+    stored = scores_file.to_arrays(test) | scores_file.to_arrays(val)
+    from_file = evaluate_scores(test, gamma_policy="val", val=scores_file.from_arrays(
+        stored, seen_classes=val.seen_classes, unseen_classes=val.unseen_classes, split="val"))
+    assert given["gamma"] == from_file["gamma"] == gamma_val
+    assert given["gzsl_h"] == gzsl_metrics(test, gamma=gamma_val).h
+    assert h_val == gzsl_metrics(val, gamma=gamma_val).h
+    assert not choose_gamma("val", val).oracle
 
 
 def test_val_policy_without_validation_split_is_a_user_error() -> None:
     expected = r"gamma policy 'val' needs a validation split.*eval.gamma_policy=none or oracle"
     with pytest.raises(UserError, match=expected):
-        evaluate_scores(*HAND, gamma_policy="val")
+        evaluate_scores(HAND, gamma_policy="val")
 
 
 def test_choose_gamma_none_and_fixed() -> None:
     assert choose_gamma("none").gamma == 0.0
     assert math.isnan(choose_gamma("fixed", gamma=0.3).h)
-    gamma, h = choose_gamma("fixed:0.6", *HAND)
+    gamma, h = choose_gamma("fixed:0.6", HAND)
     assert gamma == 0.6 and h == pytest.approx(0.5)
     with pytest.raises(ValueError, match="needs the scores"):
         choose_gamma("oracle")
@@ -538,12 +567,12 @@ def test_choose_gamma_none_and_fixed() -> None:
 )
 def test_bad_gamma_policy(policy: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
-        evaluate_scores(*HAND, gamma_policy=policy)
+        evaluate_scores(HAND, gamma_policy=policy)
 
 
 def test_bad_space_is_a_user_error() -> None:
     with pytest.raises(UserError, match="unknown gamma space 'probs'.*Did you mean 'prob'"):
-        gzsl_metrics(*HAND, space="probs")
+        gzsl_metrics(HAND, space="probs")
 
 
 # --------------------------------------------------------------------------- input validation
@@ -571,13 +600,174 @@ def test_bad_inputs_are_rejected_with_clear_messages(change: dict, message: str)
         labels_unseen=LABELS_UNSEEN, seen_classes=SEEN, unseen_classes=UNSEEN,
     )  # fmt: skip
     arguments.update(change)
-    with pytest.raises(ValueError, match=message):
-        gzsl_metrics(**arguments)
+    with pytest.raises(ValueError, match=message):  # checked when the value is built, or (NaN) when scored
+        gzsl_metrics(Scores(**arguments))
 
 
 def test_nan_gamma_is_rejected() -> None:
     with pytest.raises(ValueError, match="gammas contain NaN"):
-        gzsl_sweep(*HAND, gammas=[0.0, np.nan])
+        gzsl_sweep(HAND, gammas=[0.0, np.nan])
+
+
+# --------------------------------------------------------------------------- the Scores value
+
+
+def test_scores_fields_are_keyword_only() -> None:
+    # six arrays by position are what used to get swapped; the value refuses them
+    with pytest.raises(TypeError):
+        Scores(SCORES_SEEN, LABELS_SEEN, SCORES_UNSEEN, LABELS_UNSEEN, SEEN, UNSEEN)  # type: ignore[misc]
+
+
+def test_scores_keep_arrays_as_given_and_class_sets_sorted() -> None:
+    scores = gzsl_case(SCORES_SEEN.astype(np.float32), LABELS_SEEN.astype(np.int32), SCORES_UNSEEN, LABELS_UNSEEN,
+                       seen=[2, 0, 1], unseen=[4, 3])
+    assert scores.scores_seen.dtype == np.float32 and scores.labels_seen.dtype == np.int32
+    assert scores.scores_unseen is SCORES_UNSEEN  # not copied
+    assert scores.seen_classes.tolist() == [0, 1, 2] and scores.unseen_classes.tolist() == [3, 4]
+    assert scores.n_classes == 5 and scores.candidates.tolist() == [0, 1, 2, 3, 4]
+    assert scores.split_names == ("test_seen", "test_unseen")
+    assert scores != HAND  # equality compares dtypes too
+    assert gzsl_metrics(scores, gamma=0.6).as_dict() == gzsl_metrics(HAND, gamma=0.6).as_dict()
+
+
+def test_kept_masks_must_match_their_split() -> None:
+    with pytest.raises(ValueError, match=r"test_seen: 4 score rows but kept super-patch masks of shape \(3, 4\)"):
+        dataclasses.replace(HAND, kept_seen=np.zeros((3, 4), dtype=bool))
+
+
+def test_validation_scores_name_their_splits_in_errors() -> None:
+    with pytest.raises(ValueError, match="val_unseen: 4 score rows but 3 labels"):
+        dataclasses.replace(HAND, labels_unseen=LABELS_UNSEEN[:3], split="val")
+
+
+def test_calibrated_hand_case() -> None:
+    # γ = 0.6 subtracted from the seen columns 0, 1, 2: U = S = 1/2 (see the hand-computed case above)
+    calibrated = HAND.calibrated(0.6)
+    np.testing.assert_allclose(calibrated.scores_seen[:, :3], SCORES_SEEN[:, :3] - 0.6)
+    np.testing.assert_array_equal(calibrated.scores_unseen[:, 3:], SCORES_UNSEEN[:, 3:])
+    assert (gzsl_metrics(calibrated).u, gzsl_metrics(calibrated).s) == pytest.approx((1 / 2, 1 / 2))
+
+
+@pytest.mark.parametrize("space", ["logit", "prob"])
+@pytest.mark.parametrize("seed", [20, 21])
+def test_calibrated_scores_give_the_metrics_at_that_gamma(seed: int, space: str) -> None:
+    problem = random_problem(seed)
+    for gamma in (-0.5, 0.0, 0.05, 0.3, 1.0):
+        shifted = gzsl_metrics(problem.calibrated(gamma, space))  # plain argmax of the shifted scores
+        assert shifted.as_dict() | {"gamma": gamma} == pytest.approx(
+            gzsl_metrics(problem, gamma=gamma, space=space).as_dict(), abs=1e-12)
+
+
+# --------------------------------------------------------------------------- the scores file
+
+
+def trainer_arrays(seed: int, n_seen: int = 7, n_unseen: int = 5, n_classes: int = 6) -> dict[str, dict]:
+    """One evaluation as the trainer collects it: float32 scores over all classes, int64 labels, bool kept."""
+    rng = np.random.default_rng(seed)
+    seen, unseen = np.array([0, 2, 3, 5]), np.array([1, 4])
+    split = {}
+    for tag, classes, n in (("test_seen", seen, n_seen), ("test_unseen", unseen, n_unseen)):
+        split[tag] = {"scores": rng.standard_normal((n, n_classes)).astype(np.float32),
+                      "labels": rng.choice(classes, n).astype(np.int64),
+                      "kept": rng.random((n, 4)) < 0.5}
+    return split
+
+
+def todays_file(split: dict[str, dict]) -> bytes:
+    """A scores file exactly as the trainer wrote it before the scores module existed."""
+    arrays = {f"{tag}_{key}": value for tag, part in split.items() for key, value in part.items()}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def npz_members(data: bytes) -> list[tuple[str, bytes]]:
+    """The stored .npy members of an npz file: names, order and bytes (header + data), not zip timestamps."""
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return [(name, archive.read(name)) for name in archive.namelist()]
+
+
+SYNTH_SEEN, SYNTH_UNSEEN = np.array([0, 2, 3, 5]), np.array([1, 4])
+
+
+def test_a_file_in_todays_format_loads_and_is_written_back_identically(tmp_path: Path) -> None:
+    split = trainer_arrays(22)
+    legacy = tmp_path / "epoch001.npz"
+    legacy.write_bytes(todays_file(split))
+    scores = scores_file.load(legacy, seen_classes=SYNTH_SEEN, unseen_classes=SYNTH_UNSEEN)
+    assert scores.labels_seen is not None and scores.kept_unseen is not None
+    for side, tag in (("seen", "test_seen"), ("unseen", "test_unseen")):
+        for part in ("scores", "labels", "kept"):
+            stored, loaded = split[tag][part], getattr(scores, f"{part}_{side}")
+            assert loaded.dtype == stored.dtype and np.array_equal(loaded, stored), (tag, part)
+    # the writer reproduces every member of the old file, in the same order, byte for byte
+    assert npz_members(scores_file.to_bytes(scores)) == npz_members(legacy.read_bytes())
+    assert list(scores_file.to_arrays(scores)) == [
+        "test_seen_scores", "test_seen_labels", "test_seen_kept",
+        "test_unseen_scores", "test_unseen_labels", "test_unseen_kept"]
+
+
+def test_scores_file_round_trip(tmp_path: Path) -> None:
+    split = trainer_arrays(23)
+    scores = Scores(scores_seen=split["test_seen"]["scores"], labels_seen=split["test_seen"]["labels"],
+                    scores_unseen=split["test_unseen"]["scores"], labels_unseen=split["test_unseen"]["labels"],
+                    seen_classes=SYNTH_SEEN, unseen_classes=SYNTH_UNSEEN)  # no kept masks: a baseline
+    path = tmp_path / "scores" / "epoch000.npz"
+    scores_file.save(path, scores)
+    assert [p.name for p in path.parent.iterdir()] == ["epoch000.npz"]  # atomic: no temporary file left
+    loaded = scores_file.load(path, seen_classes=SYNTH_SEEN, unseen_classes=SYNTH_UNSEEN)
+    assert loaded == scores and loaded.kept_seen is None and loaded.kept_unseen is None
+    assert scores_file.from_bytes(path.read_bytes(), seen_classes=SYNTH_SEEN, unseen_classes=SYNTH_UNSEEN) == scores
+    assert scores_file.load(path) == scores  # the class sets inferred from the labels are the run's here
+    assert evaluate_scores(loaded, gamma_policy="oracle") == evaluate_scores(scores, gamma_policy="oracle")
+    with np.load(path) as stored:
+        assert stored.files == ["test_seen_scores", "test_seen_labels", "test_unseen_scores", "test_unseen_labels"]
+
+
+def test_scores_file_keeps_seen_and_unseen_apart(tmp_path: Path) -> None:
+    # the hand-computed case in today's format: the splits differ in every array, and U ≠ S
+    path = tmp_path / "hand.npz"
+    path.write_bytes(todays_file({"test_seen": {"scores": SCORES_SEEN, "labels": LABELS_SEEN},
+                                  "test_unseen": {"scores": SCORES_UNSEEN, "labels": LABELS_UNSEEN}}))
+    loaded = scores_file.load(path, seen_classes=SEEN, unseen_classes=UNSEEN)
+    assert loaded == HAND
+    np.testing.assert_array_equal(loaded.scores_seen, SCORES_SEEN)
+    np.testing.assert_array_equal(loaded.labels_seen, LABELS_SEEN)
+    np.testing.assert_array_equal(loaded.scores_unseen, SCORES_UNSEEN)
+    np.testing.assert_array_equal(loaded.labels_unseen, LABELS_UNSEEN)
+    result = gzsl_metrics(loaded)
+    assert (result.u, result.s) == pytest.approx((1 / 4, 5 / 6))  # swapped splits would give other numbers
+    assert zsl_accuracy(loaded) == pytest.approx(0.75)
+    inferred = scores_file.load(path)
+    assert inferred.seen_classes.tolist() == SEEN and inferred.unseen_classes.tolist() == UNSEEN
+    # swapped class sets are refused, not silently scored
+    with pytest.raises(ValueError, match=r"test_seen labels \[0, 1, 2\] are not in seen_classes"):
+        scores_file.load(path, seen_classes=UNSEEN, unseen_classes=SEEN)
+    # and the writer puts each split under its own keys
+    arrays = scores_file.to_arrays(loaded)
+    assert arrays["test_seen_labels"] is loaded.labels_seen and arrays["test_unseen_scores"] is loaded.scores_unseen
+
+
+def test_validation_scores_beside_the_test_scores() -> None:
+    val = dataclasses.replace(random_problem(24), split="val")
+    arrays = scores_file.to_arrays(HAND) | scores_file.to_arrays(val)
+    assert scores_file.missing_keys(arrays, "val") == [] and scores_file.missing_keys(scores_file.to_arrays(HAND), "val")
+    assert scores_file.from_arrays(arrays, seen_classes=SEEN, unseen_classes=UNSEEN) == HAND
+    loaded = scores_file.from_arrays(arrays, seen_classes=val.seen_classes, unseen_classes=val.unseen_classes,
+                                     split="val")
+    assert loaded == val and loaded.split_names == ("val_seen", "val_unseen")
+
+
+def test_unusable_scores_files_are_named() -> None:
+    with pytest.raises(ScoresFileError, match="lack test_unseen_labels"):
+        scores_file.from_arrays({k: v for k, v in scores_file.to_arrays(HAND).items() if k != "test_unseen_labels"})
+    with pytest.raises(ScoresFileError, match=r"unreadable or corrupt \(BadZipFile"):
+        scores_file.from_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="both seen_classes and unseen_classes, or neither"):
+        scores_file.from_bytes(scores_file.to_bytes(HAND), seen_classes=SEEN)
+    assert issubclass(ScoresFileError, UserError)
 
 
 # --------------------------------------------------------------------------- epoch selection
@@ -625,6 +815,30 @@ def test_gzsl_result_is_a_frozen_mapping() -> None:
         result.u = 1.0  # type: ignore[misc]
 
 
-def test_docstring_examples_run() -> None:
-    outcome = doctest.testmod(metrics)
-    assert outcome.attempted > 0 and outcome.failed == 0
+METRIC_MODULES = ["zslbench.metrics"] + [f"zslbench.metrics.{m.name}" for m in pkgutil.iter_modules(metrics.__path__)]
+
+
+@pytest.mark.parametrize("name", METRIC_MODULES)
+def test_docstring_examples_run(name: str) -> None:
+    outcome = doctest.testmod(importlib.import_module(name))
+    assert outcome.attempted > 0 and outcome.failed == 0  # every module shows how it is used
+
+
+def test_the_package_has_every_concept_in_its_own_module() -> None:
+    assert {name.rsplit(".", 1)[-1] for name in METRIC_MODULES} >= {
+        "scores", "scores_file", "accuracy", "stacking", "gzsl", "su_curve", "evaluate", "paper", "selection"}
+
+
+@pytest.mark.parametrize("name", METRIC_MODULES)
+def test_metrics_import_nothing_of_zslbench_but_core_and_never_torch(name: str) -> None:
+    source = Path(importlib.import_module(name).__file__).read_text()
+    imported = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    outside = {m for m in imported if m.split(".")[0] in ("zslbench", "torch")
+               and not m.startswith(("zslbench.core", "zslbench.metrics"))}
+    assert outside == set()
+    assert len(source.splitlines()) < 400  # split by concept, each module short

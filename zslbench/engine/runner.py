@@ -215,9 +215,20 @@ def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: P
     fault_point("finalize")
     scores = out_dir / "scores" / f"epoch{int(row['epoch']):03d}.npz"
     if scores.exists() and cfg.track.log_scores:
-        with np.load(scores) as arrays:
-            tracker.log_scores("test_scores", **{k: arrays[k] for k in arrays.files})
+        from zslbench.metrics import scores_file
+
+        tracker.log_scores("test_scores", **scores_file.to_arrays(_stored_scores(scores, info)))
     return final
+
+
+def _stored_scores(path: Path, info=None):
+    """The :class:`~zslbench.metrics.Scores` of a stored epoch with the run's class sets
+    (``info.seen_classes``/``unseen_classes``; inferred from the labels without ``info``)."""
+    from zslbench.metrics import scores_file
+
+    if info is None:
+        return scores_file.load(path)
+    return scores_file.load(path, seen_classes=info.seen_classes, unseen_classes=info.unseen_classes)
 
 
 def needs_validation(cfg: Config) -> bool:
@@ -268,10 +279,8 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
     for row in fit.history:
         if "zsl_t1" not in row:
             continue
-        scores = np.load(out_dir / "validation" / "scores" / f"epoch{int(row['epoch']):03d}.npz")
-        m = evaluate_scores(scores["test_seen_scores"], scores["test_seen_labels"], scores["test_unseen_scores"],
-                            scores["test_unseen_labels"], info.seen_classes, info.unseen_classes,
-                            gamma_policy="oracle", space=cfg.eval.gamma_space)
+        scores = _stored_scores(out_dir / "validation" / "scores" / f"epoch{int(row['epoch']):03d}.npz", info)
+        m = evaluate_scores(scores, gamma_policy="oracle", space=cfg.eval.gamma_space)
         history.append({"epoch": row["epoch"], "val_gamma": float(m["gamma"]), "val_gzsl_h": float(m["gzsl_h"]),
                         "val_zsl_t1": float(m["zsl_t1"]), "val_ausuc": float(m["ausuc"])})
     atomic_write(done, json.dumps(history))
@@ -282,10 +291,8 @@ def recalibrate(out_dir: Path, epoch: int, gamma: float, info, space: str) -> di
     """Test metrics of a stored epoch at a fixed γ (chosen on validation data)."""
     from zslbench.metrics import evaluate_scores
 
-    with np.load(out_dir / "scores" / f"epoch{epoch:03d}.npz") as s:
-        metrics = evaluate_scores(s["test_seen_scores"], s["test_seen_labels"], s["test_unseen_scores"],
-                                  s["test_unseen_labels"], info.seen_classes, info.unseen_classes,
-                                  gamma_policy="fixed", gamma=gamma, space=space)
+    metrics = evaluate_scores(_stored_scores(out_dir / "scores" / f"epoch{epoch:03d}.npz", info),
+                              gamma_policy="fixed", gamma=gamma, space=space)
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 

@@ -27,6 +27,7 @@ from zslbench.engine.run_data import RunData
 from zslbench.engine.device import autocast
 from zslbench.core.faults import fault_point
 from zslbench.core.errors import TrainingDiverged
+from zslbench.metrics import Scores, evaluate_scores, scores_file
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -243,20 +244,21 @@ class Trainer:
             result["kept"] = torch.cat(kept).numpy().astype(bool)
         return distributed.gather_arrays(result)
 
-    def evaluate(self) -> tuple[dict[str, float], dict[str, dict[str, np.ndarray]]]:
-        from zslbench.metrics import evaluate_scores
-
+    def evaluate(self) -> tuple[dict[str, float], Scores | None]:
+        """Test metrics, and the scores they come from (None on every rank but the main one)."""
         info, ev = self.data.info, self.cfg.eval
         seen = self.collect("test_seen", self.eval_sets.test_seen)
         unseen = self.collect("test_unseen", self.eval_sets.test_unseen)
         if not self.dist.main:
-            return {}, {}
-        metrics = evaluate_scores(seen["scores"], seen["labels"], unseen["scores"], unseen["labels"],
-                                  info.seen_classes, info.unseen_classes, gamma_policy=_test_policy(ev.gamma_policy),
-                                  gamma=ev.gamma, space=ev.gamma_space)
+            return {}, None
+        scores = Scores(scores_seen=seen["scores"], labels_seen=seen["labels"], kept_seen=seen.get("kept"),
+                        scores_unseen=unseen["scores"], labels_unseen=unseen["labels"], kept_unseen=unseen.get("kept"),
+                        seen_classes=info.seen_classes, unseen_classes=info.unseen_classes)
+        metrics = evaluate_scores(scores, gamma_policy=_test_policy(ev.gamma_policy), gamma=ev.gamma,
+                                  space=ev.gamma_space)
         metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         metrics.update(self._selection_quality(unseen, seen))
-        return metrics, {"test_seen": seen, "test_unseen": unseen}
+        return metrics, scores
 
     def _selection_quality(self, *parts: dict[str, np.ndarray]) -> dict[str, float]:
         """Patch-selection precision/recall/IoU of the kept super-patches vs the creature masks (synth)."""
@@ -323,14 +325,8 @@ class Trainer:
         }
         save_checkpoint(self.out_dir / CHECKPOINT, state)
 
-    def _save_scores(self, scores: dict[str, dict[str, np.ndarray]], epoch: int) -> None:
-        from zslbench.core.files import atomic_write
-        import io
-
-        arrays = {f"{tag}_{key}": value for tag, part in scores.items() for key, value in part.items()}
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        atomic_write(self.out_dir / "scores" / f"epoch{epoch:03d}.npz", buffer.getvalue())
+    def _save_scores(self, scores: Scores, epoch: int) -> None:
+        scores_file.save(self.out_dir / "scores" / f"epoch{epoch:03d}.npz", scores)
 
 
 def _test_policy(policy: str) -> str:

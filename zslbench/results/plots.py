@@ -29,6 +29,8 @@ from zslbench.results.frames import TABLE_METRICS, load_runs, method_label
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
+    from zslbench.metrics import Scores
+
 FIGURE_FORMATS = (".png", ".pdf")
 METRIC_TITLES = {"zsl_t1": "ZSL T1", "gzsl_u": "GZSL U", "gzsl_s": "GZSL S", "gzsl_h": "GZSL H", "ausuc": "AUSUC"}
 MAX_CURVES = 8
@@ -146,7 +148,7 @@ def plot_ausuc(experiment: str, run_ids: Sequence[str], out: Path, tracking_uri:
                frame: pl.DataFrame | None = None, cache_dir: Path | None = None) -> Path:
     """Seen–unseen accuracy curves of the given runs (default: the newest finished runs, at most 8)."""
     from zslbench.metrics import ausuc, gzsl_metrics
-    from zslbench.results.scores import class_sets, load_scores
+    from zslbench.results.scores import load_scores
 
     out = check_output(out)
     frame = load_runs(experiment, tracking_uri) if frame is None else frame
@@ -166,16 +168,13 @@ def plot_ausuc(experiment: str, run_ids: Sequence[str], out: Path, tracking_uri:
     colors = sns.color_palette("colorblind", len(records))
     for color, record in zip(colors, records):
         scores = load_scores(record["run_id"], tracking_uri, cache_dir)
-        seen, unseen = class_sets(scores)
         space = record.get("gamma_space") or "logit"
-        arrays = (scores["test_seen_scores"], scores["test_seen_labels"], scores["test_unseen_scores"],
-                  scores["test_unseen_labels"], seen, unseen)
-        area, curve = ausuc(*arrays, space=space)
+        area, curve = ausuc(scores, space=space)
         axis.plot(100 * curve.u, 100 * curve.s, color=color, lw=1.4,
                   label=f"{run_label(record)} (AUSUC {100 * area:.1f})")
         gamma = record.get("gamma")
         gamma = float(gamma) if gamma is not None and math.isfinite(gamma) else 0.0
-        point = gzsl_metrics(*arrays, gamma=gamma, space=space)
+        point = gzsl_metrics(scores, gamma=gamma, space=space)
         axis.scatter([100 * point.u], [100 * point.s], color=color, marker="*", s=110, zorder=3, edgecolor="black",
                      linewidth=0.5)
     axis.scatter([], [], marker="*", color="grey", edgecolor="black", s=110,
@@ -209,6 +208,11 @@ def _mask_path(masks_dir: Path, relative: str) -> Path:
     return masks_dir / Path(*parts[1:]) if parts and parts[0] == "images" else masks_dir / relative
 
 
+def _split_array(scores: "Scores", tag: str, part: str) -> np.ndarray | None:
+    """The ``part`` array (``scores``, ``labels`` or ``kept``) of split ``tag`` (``test_seen``/``test_unseen``)."""
+    return getattr(scores, f"{part}_{tag.removeprefix('test_')}")
+
+
 def plot_patches(run_id: str, out: Path, count: int = 8, tracking_uri: str = "", data_root: Path | None = None,
                  cache_dir: Path | None = None) -> Path:
     """A grid of test images (half unseen, half seen) with the run's kept super-patches highlighted."""
@@ -221,7 +225,7 @@ def plot_patches(run_id: str, out: Path, count: int = 8, tracking_uri: str = "",
 
     out = check_output(out)
     scores = load_scores(run_id, tracking_uri, cache_dir)
-    if not any(k.endswith("_kept") for k in scores):
+    if scores.kept_seen is None and scores.kept_unseen is None:
         raise UserError(f"run {run_id} stored no kept super-patches (test_*_kept); only SVIP runs have them")
     cfg = Config.from_yaml(download_artifact(run_id, RESOLVED_ARTIFACT, tracking_uri, cache_dir))
     if data_root is not None:
@@ -232,8 +236,7 @@ def plot_patches(run_id: str, out: Path, count: int = 8, tracking_uri: str = "",
     half_grid = img_size // patch // 2
     picks: list[tuple[str, int, int]] = []  # (split, position in the split, image index)
     for tag in ("test_unseen", "test_seen"):
-        key = f"{tag}_kept"
-        if key not in scores:
+        if _split_array(scores, tag, "kept") is None:
             continue
         indices = split.split(tag)
         n = min(len(indices), max(1, count // 2 if tag == "test_unseen" else count - len(picks)))
@@ -253,7 +256,7 @@ def plot_patches(run_id: str, out: Path, count: int = 8, tracking_uri: str = "",
         except OSError:
             raise UserError(f"image {path} of run {run_id} cannot be read; pass --data-root where its dataset "
                             "lives (or run `zslbench data check`)") from None
-        kept = np.asarray(scores[f"{tag}_kept"][position], dtype=bool).reshape(half_grid, half_grid)
+        kept = np.asarray(_split_array(scores, tag, "kept")[position], dtype=bool).reshape(half_grid, half_grid)
         shade = np.kron(~kept, np.ones((2 * patch, 2 * patch), dtype=bool))[:img_size, :img_size]
         shown = pixels.astype(np.float32) / 255.0
         shown[shade] *= 0.35  # dim what SVIP contextualises; kept super-patches stay bright
@@ -266,8 +269,8 @@ def plot_patches(run_id: str, out: Path, count: int = 8, tracking_uri: str = "",
             if mask_file.is_file():
                 mask = resize_nearest(load_mask(mask_file), img_size) > 0
                 axis.contour(mask.astype(float), levels=[0.5], colors=["#00e5ff"], linewidths=1.0)
-        label = int(scores[f"{tag}_labels"][position])
-        predicted = int(np.argmax(scores[f"{tag}_scores"][position]))
+        label = int(_split_array(scores, tag, "labels")[position])
+        predicted = int(np.argmax(_split_array(scores, tag, "scores")[position]))
         name = split.class_names[label] if label < len(split.class_names) else str(label)
         verdict = "✓" if predicted == label else "✗"
         axis.set_title(f"{'unseen' if tag == 'test_unseen' else 'seen'}: {name[:18]} {verdict}\n"

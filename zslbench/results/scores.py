@@ -1,17 +1,18 @@
 """Stored test scores of runs: download (cached), and re-evaluation under another γ policy.
 
 Every finished run stores the class scores of its selected epoch as the artifact
-``scores/test_scores.npz`` (arrays ``test_seen_scores`` [N_s, C], ``test_seen_labels``,
-``test_unseen_scores`` [N_u, C], ``test_unseen_labels``, and ``test_*_kept`` for SVIP). From
-them the metrics are recomputed with :func:`zslbench.metrics.evaluate_scores` — no retraining —
-so a table can show how much choosing γ on the test set (``oracle``, marked †) inflates H
-compared with no calibration (``none``) or a γ chosen on validation data (``val``).
+``scores/test_scores.npz``, read here as a :class:`~zslbench.metrics.Scores` value by the one
+reader of that file (:mod:`zslbench.metrics.scores_file`, which documents its arrays). From them
+the metrics are recomputed with :func:`zslbench.metrics.evaluate_scores` — no retraining — so a
+table can show how much choosing γ on the test set (``oracle``, marked †) inflates H compared
+with no calibration (``none``) or a γ chosen on validation data (``val``).
 
-Class sets: the unseen classes are the labels of ``test_unseen`` (in xlsa17 every unseen class
-has test images) and the seen classes are all other columns of the score matrix.
+Class sets: the artifact does not store them, so they are inferred as in xlsa17
+(:func:`zslbench.metrics.scores_file.infer_class_sets`): the unseen classes are the labels of
+``test_unseen`` (every unseen class has test images), the seen classes all other columns.
 
-Validation for ``val``: scores stored as ``val_seen_scores``/``val_seen_labels``/
-``val_unseen_scores``/``val_unseen_labels`` in the artifact choose γ; otherwise the γ the run
+Validation for ``val``: validation scores stored beside the test scores (the ``val_*`` arrays
+of the scores file) choose γ; otherwise the γ the run
 itself chose on its validation protocol (final metric ``val_gamma``, logged when the run used
 ``eval.gamma_policy=val`` or ``eval.selection=val``) is applied. A run with neither cannot be
 re-evaluated under ``val`` (a :class:`UserError` names it).
@@ -25,7 +26,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -33,11 +34,12 @@ import polars as pl
 from zslbench.core.version import PROTOCOL_VERSION
 from zslbench.core.errors import UserError, unknown_name
 
+if TYPE_CHECKING:  # pragma: no cover
+    from zslbench.metrics import Scores
+
 SCORES_ARTIFACT = "scores/test_scores.npz"
 RESOLVED_ARTIFACT = "resolved.yaml"
 REEVALUATION_POLICIES = ("none", "val", "oracle")
-_SCORE_KEYS = ("test_seen_scores", "test_seen_labels", "test_unseen_scores", "test_unseen_labels")
-_VAL_KEYS = ("val_seen_scores", "val_seen_labels", "val_unseen_scores", "val_unseen_labels")
 
 
 def cache_root() -> Path:
@@ -76,53 +78,53 @@ def download_artifact(run_id: str, artifact: str, tracking_uri: str = "", cache_
     return target
 
 
-def load_scores(run_id: str, tracking_uri: str = "", cache_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """The arrays of a run's ``scores/test_scores.npz`` (downloaded and cached)."""
-    path = download_artifact(run_id, SCORES_ARTIFACT, tracking_uri, cache_dir)
-    with np.load(path) as arrays:
-        scores = {key: arrays[key] for key in arrays.files}
-    missing = [k for k in _SCORE_KEYS if k not in scores]
+def _stored_arrays(run_id: str, tracking_uri: str, cache_dir: Path | None) -> dict[str, np.ndarray]:
+    from zslbench.metrics import scores_file
+
+    return scores_file.read_arrays(download_artifact(run_id, SCORES_ARTIFACT, tracking_uri, cache_dir))
+
+
+def load_scores(run_id: str, tracking_uri: str = "", cache_dir: Path | None = None) -> Scores:
+    """A run's stored test scores (``scores/test_scores.npz``, downloaded and cached), class sets inferred."""
+    from zslbench.metrics import scores_file
+
+    arrays = _stored_arrays(run_id, tracking_uri, cache_dir)
+    missing = scores_file.missing_keys(arrays)
     if missing:
         raise UserError(f"the scores artifact of run {run_id} lacks {', '.join(missing)}; re-run it")
-    return scores
+    return scores_file.from_arrays(arrays)
 
 
-def class_sets(scores: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(seen, unseen) class ids: unseen = the labels of ``test_unseen``; seen = every other column.
+def load_validation_scores(run_id: str, tracking_uri: str = "", cache_dir: Path | None = None) -> Scores | None:
+    """The validation scores stored beside a run's test scores (the ``val_*`` arrays), or None."""
+    from zslbench.metrics import scores_file
 
-    >>> s = {"test_seen_scores": np.zeros((2, 4)), "test_unseen_labels": np.array([3, 1, 3])}
-    >>> [c.tolist() for c in class_sets(s)]
-    [[0, 2], [1, 3]]
+    arrays = _stored_arrays(run_id, tracking_uri, cache_dir)
+    return None if scores_file.missing_keys(arrays, "val") else scores_file.from_arrays(arrays, split="val")
+
+
+def evaluate_run_scores(scores: Scores, policy: str, space: str = "logit", val_gamma: float | None = None,
+                        run_id: str = "", val: Scores | None = None) -> dict[str, Any]:
+    """Protocol metrics of one run's stored scores under γ ``policy`` (none | val | oracle).
+
+    Under ``val``, γ is chosen on the validation scores ``val`` when the run stored them, else the
+    run's own validation γ (``val_gamma``) is applied.
     """
-    n_classes = int(np.asarray(scores["test_seen_scores"]).shape[1])
-    unseen = np.unique(np.asarray(scores["test_unseen_labels"], dtype=np.int64))
-    seen = np.setdiff1d(np.arange(n_classes, dtype=np.int64), unseen)
-    return seen, unseen
-
-
-def evaluate_run_scores(scores: Mapping[str, np.ndarray], policy: str, space: str = "logit",
-                        val_gamma: float | None = None, run_id: str = "") -> dict[str, Any]:
-    """Protocol metrics of one run's stored scores under γ ``policy`` (none | val | oracle)."""
     from zslbench.metrics import evaluate_scores
 
     if policy not in REEVALUATION_POLICIES:
         raise unknown_name("gamma policy", policy, REEVALUATION_POLICIES)
-    seen, unseen = class_sets(scores)
-    arrays = [scores[k] for k in _SCORE_KEYS]
     if policy == "val":
-        if all(k in scores for k in _VAL_KEYS):
-            val_seen, val_unseen = class_sets({"test_seen_scores": scores["val_seen_scores"],
-                                               "test_unseen_labels": scores["val_unseen_labels"]})
-            val = [scores[k] for k in _VAL_KEYS] + [val_seen, val_unseen]
-            return evaluate_scores(*arrays, seen, unseen, gamma_policy="val", space=space, val=val)
+        if val is not None:
+            return evaluate_scores(scores, gamma_policy="val", space=space, val=val)
         if val_gamma is None or not np.isfinite(val_gamma):
             raise UserError(f"run {run_id or '?'} has no validation scores and no validation γ, so --gamma-policy val "
                             "cannot re-evaluate it; re-run it with --set eval.gamma_policy=val, "
                             "or use --gamma-policy none|oracle")
-        metrics = evaluate_scores(*arrays, seen, unseen, gamma_policy="fixed", gamma=float(val_gamma), space=space)
+        metrics = evaluate_scores(scores, gamma_policy="fixed", gamma=float(val_gamma), space=space)
         metrics["gamma_policy"] = "val"
         return metrics
-    return evaluate_scores(*arrays, seen, unseen, gamma_policy=policy, space=space)
+    return evaluate_scores(scores, gamma_policy=policy, space=space)
 
 
 def reevaluate(frame: pl.DataFrame, policy: str, tracking_uri: str = "", cache_dir: Path | None = None) -> pl.DataFrame:
@@ -139,15 +141,16 @@ def reevaluate(frame: pl.DataFrame, policy: str, tracking_uri: str = "", cache_d
     no_val: list[str] = []
     for record in frame.iter_rows(named=True):
         run_id = record["run_id"]
-        scores = None
         try:
             scores = load_scores(run_id, tracking_uri, cache_dir)
+            val = load_validation_scores(run_id, tracking_uri, cache_dir) if policy == "val" else None
         except UserError:
             missing.append(run_id)
             continue
         val_gamma = record.get("val_gamma")
         try:
-            metrics = evaluate_run_scores(scores, policy, record.get("gamma_space") or "logit", val_gamma, run_id)
+            metrics = evaluate_run_scores(scores, policy, record.get("gamma_space") or "logit", val_gamma, run_id,
+                                          val=val)
         except UserError:
             no_val.append(run_id)
             continue
@@ -170,5 +173,5 @@ def reevaluate(frame: pl.DataFrame, policy: str, tracking_uri: str = "", cache_d
     ).select([c for c in frame.columns] + [c for c in replaced if c not in frame.columns])
 
 
-__all__ = ["REEVALUATION_POLICIES", "SCORES_ARTIFACT", "cache_root", "class_sets", "download_artifact",
-           "evaluate_run_scores", "load_scores", "reevaluate"]
+__all__ = ["REEVALUATION_POLICIES", "SCORES_ARTIFACT", "cache_root", "download_artifact", "evaluate_run_scores",
+           "load_scores", "load_validation_scores", "reevaluate"]
