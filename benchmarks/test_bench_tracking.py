@@ -49,11 +49,11 @@ def mlflow_import_seconds() -> float:
 def schema_creation_seconds(folder, repeats: int = 2) -> dict[str, float]:
     """CPU seconds of opening (and finishing) a run in a fresh store vs in an existing one."""
     from zslbench.config import TrackConfig
-    from zslbench.tracking import Tracker
+    from zslbench.tracking import open_tracker
 
     def open_and_finish(uri: str) -> float:
         start = cpu_seconds()
-        Tracker.open(TrackConfig(uri=uri, experiment="schema"), run_name="schema").finish()
+        open_tracker(TrackConfig(uri=uri, experiment="schema"), run_name="schema").finish()
         return cpu_seconds() - start
 
     existing_uri = f"sqlite:///{folder / 'existing.db'}"
@@ -68,10 +68,10 @@ def schema_creation_seconds(folder, repeats: int = 2) -> dict[str, float]:
 def tracker_call_costs(cfg, epochs: int = 20) -> dict[str, float]:
     """Where a tracked run's extra CPU goes: opening a run with the config's params and finishing it
     (once per run) vs logging and flushing one epoch's metrics (once per epoch)."""
-    from zslbench.tracking import Tracker
+    from zslbench.tracking import open_tracker
 
     start = cpu_seconds()
-    tracker = Tracker.open(cfg.track, run_name="costs", params=cfg.flat())
+    tracker = open_tracker(cfg.track, run_name="costs", params=cfg.flat())
     opened = cpu_seconds() - start
     metrics = {f"metric_{i}": float(i) for i in range(25)}  # about what the engine logs per epoch
     start = cpu_seconds()

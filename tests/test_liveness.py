@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from zslbench.engine.liveness import HOST_TAG, PID_TAG, START_TAG, is_alive, process_start, process_tags, reap_dead_runs
+from zslbench.core.liveness import is_alive, process_start
+from zslbench.tracking import HOST_TAG, PID_TAG, START_TAG, process_tags, reap_dead_runs
 
 
 @pytest.fixture

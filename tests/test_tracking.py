@@ -1,4 +1,6 @@
-"""Tests of zslbench.tracking against a real sqlite MLflow store (one per module: creating it is slow)."""
+"""Tests of zslbench.tracking against a real sqlite MLflow store (one per module: creating it is slow):
+store URIs and reachability, masking, and the online tracker's runs (the behaviours every tracker mode
+shares are in test_tracker_modes.py)."""
 
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ from zslbench.tracking import (
     PARENT_RUN_ENV,
     PARENT_TAG,
     NullTracker,
-    Tracker,
     check_reachable,
     find_finished_run,
     find_runs,
     mask_credentials,
+    open_tracker,
     resolve_tracking_uri,
     standard_tags,
 )
@@ -113,7 +115,7 @@ def test_open_with_unreachable_server_creates_nothing(monkeypatch: pytest.Monkey
     monkeypatch.setattr(mlflow, "MlflowClient", no_client)
     cfg = TrackConfig(uri=f"https://u:{SECRET}@127.0.0.1:{closed_port()}/mlflow")
     with pytest.raises(UserError, match="is unreachable") as caught:
-        Tracker.open(cfg, run_name="never")
+        open_tracker(cfg, run_name="never")
     assert SECRET not in str(caught.value)
 
 
@@ -174,7 +176,7 @@ def test_run_records_params_tags_batched_metrics_and_artifacts(store: Path, monk
     cfg = resolve(dataset="synth", preset="tiny", overrides=["train.seed=3"])
     cfg.ablations = ["no_replacement", "no_w2p"]
     tags = standard_tags(cfg, data_fingerprint="abc123", device="cpu")
-    with Tracker.open(track_config(store, "basic"), run_name="svip-synth", tags=tags, params=cfg.flat()) as tracker:
+    with open_tracker(track_config(store, "basic"), run_name="svip-synth", tags=tags, params=cfg.flat()) as tracker:
         calls = []
         real_log_batch = tracker.client.log_batch
         monkeypatch.setattr(tracker.client, "log_batch",
@@ -213,7 +215,7 @@ def test_run_records_params_tags_batched_metrics_and_artifacts(store: Path, monk
 
 
 def test_large_metric_buffers_flush_in_few_batches(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Tracker.open(track_config(store, "basic")) as tracker:
+    with open_tracker(track_config(store, "basic")) as tracker:
         calls = []
         real_log_batch = tracker.client.log_batch
         monkeypatch.setattr(tracker.client, "log_batch", lambda *a, **k: (calls.append(1), real_log_batch(*a, **k))[1])
@@ -226,7 +228,7 @@ def test_large_metric_buffers_flush_in_few_batches(store: Path, monkeypatch: pyt
 def test_resume_continues_the_same_run(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = Config()
     track = track_config(store, "resume")
-    with Tracker.open(track, params=cfg.flat()) as first:
+    with open_tracker(track, params=cfg.flat()) as first:
         first.log_metrics({"loss": 1.0}, step=0)
     cfg.train.epochs = 40  # extending a run changes a param MLflow will not overwrite
     sent_params = []
@@ -239,7 +241,7 @@ def test_resume_continues_the_same_run(store: Path, monkeypatch: pytest.MonkeyPa
         return real_log_batch(self, run_id, metrics=metrics, params=params, tags=tags, synchronous=synchronous)
 
     monkeypatch.setattr(MlflowClient, "log_batch", spy)
-    with Tracker.open(track, params=cfg.flat(), resume_run_id=first.run_id) as resumed:
+    with open_tracker(track, params=cfg.flat(), resume_run_id=first.run_id) as resumed:
         assert resumed.run_id == first.run_id
         assert resumed.client.get_run(first.run_id).info.status == "RUNNING"
         resumed.log_metrics({"loss": 0.5}, step=1)
@@ -255,25 +257,25 @@ def test_resume_continues_the_same_run(store: Path, monkeypatch: pytest.MonkeyPa
 
 def test_resume_of_unknown_run_is_a_user_error(store: Path) -> None:
     with pytest.raises(UserError, match="resumed MLflow run 'feedface' does not exist"):
-        Tracker.open(track_config(store, "resume"), resume_run_id="feedface")
+        open_tracker(track_config(store, "resume"), resume_run_id="feedface")
 
 
 def test_children_carry_the_parent_id_in_process_and_across_processes(store: Path) -> None:
     track = track_config(store, "sweep")
-    with Tracker.open(track, run_name="study") as parent:
-        with Tracker.open(track, run_name="trial-0", parent_run_id=parent.run_id) as explicit:
+    with open_tracker(track, run_name="study") as parent:
+        with open_tracker(track, run_name="trial-0", parent_run_id=parent.run_id) as explicit:
             pass
-        with Tracker.open(track, run_name="trial-1", nested=True) as nested:
+        with open_tracker(track, run_name="trial-1", nested=True) as nested:
             pass
         script = textwrap.dedent(f"""
             import os
             from zslbench.config import TrackConfig
-            from zslbench.tracking import Tracker
+            from zslbench.tracking import open_tracker
             track = TrackConfig(uri={track.uri!r}, experiment="sweep")
-            with Tracker.open(track, run_name="trial-2", parent_run_id={parent.run_id!r}) as by_id:
+            with open_tracker(track, run_name="trial-2", parent_run_id={parent.run_id!r}) as by_id:
                 by_id.log_metrics({{"h": 0.5}}, step=0)
             os.environ["{PARENT_RUN_ENV}"] = {parent.run_id!r}
-            with Tracker.open(track, run_name="trial-3", nested=True) as by_env:
+            with open_tracker(track, run_name="trial-3", nested=True) as by_env:
                 pass
             print(by_id.run_id, by_env.run_id)
         """)
@@ -291,7 +293,7 @@ def test_children_carry_the_parent_id_in_process_and_across_processes(store: Pat
 
 def test_exception_marks_the_run_failed(store: Path) -> None:
     with pytest.raises(RuntimeError, match="loss became NaN"):
-        with Tracker.open(track_config(store, "failures")) as tracker:
+        with open_tracker(track_config(store, "failures")) as tracker:
             tracker.log_metrics({"loss": 2.0}, step=0)
             raise RuntimeError("loss became NaN at step 3")
     run = tracker.client.get_run(tracker.run_id)
@@ -302,7 +304,7 @@ def test_exception_marks_the_run_failed(store: Path) -> None:
 
 def test_keyboard_interrupt_marks_the_run_killed(store: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
-        with Tracker.open(track_config(store, "failures")) as tracker:
+        with open_tracker(track_config(store, "failures")) as tracker:
             raise KeyboardInterrupt
     assert tracker.client.get_run(tracker.run_id).info.status == "KILLED"
 
@@ -310,7 +312,7 @@ def test_keyboard_interrupt_marks_the_run_killed(store: Path) -> None:
 def test_credentials_never_reach_params_or_tags(store: Path) -> None:
     url = f"postgresql+psycopg://optuna:{SECRET}@db.lab:5432/studies"
     params = {"sweep.storage": url, "sweep.db_password": SECRET, "long": "x" * 10_000}
-    with Tracker.open(track_config(store, "secrets"), params=params, tags={"storage": url}) as tracker:
+    with open_tracker(track_config(store, "secrets"), params=params, tags={"storage": url}) as tracker:
         tracker.log_text(f"storage {url}", "storage.txt")
     run = tracker.client.get_run(tracker.run_id)
     assert run.data.params["sweep.storage"] == "postgresql+psycopg://optuna:***@db.lab:5432/studies"
@@ -324,14 +326,14 @@ def test_credentials_never_reach_params_or_tags(store: Path) -> None:
 def test_find_finished_run_matches_tags_and_ignores_unfinished(store: Path) -> None:
     track = track_config(store, "skip-existing")
     wanted = {"config.hash": "c0ffee", "seed": "1"}
-    running = Tracker.open(track, tags=wanted)
+    running = open_tracker(track, tags=wanted)
     with pytest.raises(ValueError):
-        with Tracker.open(track, tags=wanted):
+        with open_tracker(track, tags=wanted):
             raise ValueError("boom")
-    with Tracker.open(track, tags={"config.hash": "c0ffee", "seed": "2"}):
+    with open_tracker(track, tags={"config.hash": "c0ffee", "seed": "2"}):
         pass
     assert find_finished_run("skip-existing", wanted, tracking_uri=track.uri) is None
-    with Tracker.open(track, tags=wanted) as finished:
+    with open_tracker(track, tags=wanted) as finished:
         pass
     assert find_finished_run("skip-existing", wanted, tracking_uri=track.uri) == finished.run_id
     assert find_finished_run("skip-existing", {**wanted, "seed": 1}, tracking_uri=track.uri) == finished.run_id
@@ -342,7 +344,7 @@ def test_find_finished_run_matches_tags_and_ignores_unfinished(store: Path) -> N
 
 
 def test_disabled_tracking_gives_a_null_tracker(tmp_path: Path) -> None:
-    tracker = Tracker.open(TrackConfig(enabled=False, uri=f"http://127.0.0.1:{closed_port()}"))
+    tracker = open_tracker(TrackConfig(enabled=False, uri=f"http://127.0.0.1:{closed_port()}"))
     assert isinstance(tracker, NullTracker) and tracker.run_id is None
     with tracker as run:
         run.log_metrics({"loss": 1.0}, step=0)
@@ -363,9 +365,9 @@ def test_two_processes_opening_a_new_sqlite_store_at_once_both_record_runs(tmp_p
     code = (
         "import sys\n"
         "from zslbench.config import TrackConfig\n"
-        "from zslbench.tracking import Tracker\n"
+        "from zslbench.tracking import open_tracker\n"
         "cfg = TrackConfig(uri=sys.argv[1], experiment='race')\n"
-        "t = Tracker.open(cfg, run_name=sys.argv[2])\n"
+        "t = open_tracker(cfg, run_name=sys.argv[2])\n"
         "t.log_metrics({'x': 1.0}, step=0)\n"
         "t.finish('FINISHED')\n"
     )
@@ -406,3 +408,69 @@ def test_masking_survives_other_threads_changing_the_environment() -> None:
         stop.set()
         worker.join()
         os.environ.pop("ZSLBENCH_TEST_API_TOKEN", None)
+
+
+# --------------------------------------------------------------------------- the package's shape
+PACKAGE = REPO / "zslbench" / "tracking"
+
+
+def imported_modules(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every ``import``/``from … import`` in ``path``, typing-only ones included."""
+    import ast
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, []) for alias in node.names)
+    return found
+
+
+def test_importing_the_tracking_package_imports_no_mlflow() -> None:
+    code = "import sys, zslbench.tracking; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
+
+
+def test_only_the_tracking_package_imports_mlflow() -> None:
+    offenders = [f"{path.relative_to(REPO)}: {module}" for path in sorted((REPO / "zslbench").rglob("*.py"))
+                 if PACKAGE not in path.parents
+                 for module, _ in imported_modules(path) if module.split(".")[0] == "mlflow"]
+    assert offenders == []
+
+
+def test_secret_masking_sits_on_the_ground_floor() -> None:
+    imported = {module.split(".")[0] if not module.startswith("zslbench") else module
+                for module, _ in imported_modules(REPO / "zslbench" / "core" / "secrets.py")}
+    assert {m for m in imported if m.startswith("zslbench") and not m.startswith("zslbench.core")} == set()
+    assert imported <= {"__future__", "functools", "os", "re", "typing"}
+
+
+def test_tracking_modules_are_small_acyclic_and_share_no_private_names() -> None:
+    graph: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        assert len(path.read_text().splitlines()) < 400, path.name
+        name = f"zslbench.tracking.{path.stem}" if path.stem != "__init__" else "zslbench.tracking"
+        graph[name] = set()
+        for module, names in imported_modules(path):
+            if module.startswith("zslbench.tracking."):
+                graph[name].add(module)
+                private = [n for n in names if n.startswith("_")]
+                assert not private, f"{path.name} imports private {private} from {module}"
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str) -> None:
+        assert node not in visiting, f"import cycle: {' → '.join([*visiting, node])}"
+        if node in done:
+            return
+        visiting.append(node)
+        for target in graph.get(node, ()):
+            visit(target)
+        visiting.pop()
+        done.add(node)
+
+    for node in graph:
+        visit(node)

@@ -20,20 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tracking_outage import Outage, refused
 from zslbench.config import TrackConfig, resolve
 from zslbench.core.errors import UserError
-from zslbench.tracking import HTTP_POLICY, Tracker, http_policy
-from zslbench.tracking_offline import (
-    JOURNAL_DIR,
-    JOURNAL_FILE,
-    SYNCED_DIR,
-    OfflineJournal,
-    failure_reason,
-    is_connection_error,
-    read_journal,
-    replay_journal,
-    sync_journals,
-)
+from zslbench.tracking import HTTP_POLICY, OnlineTracker, http_policy, open_tracker
+from zslbench.tracking.journal import JOURNAL_DIR, JOURNAL_FILE, SYNCED_DIR, OfflineJournal, read_journal
+from zslbench.tracking.reachability import failure_reason, is_connection_error
+from zslbench.tracking.replay import replay_journal
+from zslbench.tracking.sync import sync_journals
 
 SECRET = "s3cr3t-pa55"
 SERVER_URI = f"http://zsl:{SECRET}@127.0.0.1:9"  # what the tracker believes it talks to (messages only)
@@ -58,65 +52,19 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def refused(endpoint: str = "runs/log-batch") -> Exception:
-    """The exception MLflow's REST layer raises once its retries on a refused connection are spent:
-    an MlflowException raised while handling requests' ConnectionError (which wraps the OS error)."""
-    import requests
-    from mlflow.exceptions import MlflowException
-
-    try:
-        try:
-            raise ConnectionRefusedError(111, "Connection refused")
-        except ConnectionRefusedError as root:
-            raise requests.exceptions.ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=9): "
-                                                      "Max retries exceeded") from root
-    except requests.exceptions.ConnectionError as exc:
-        try:
-            raise MlflowException(f"API request to http://127.0.0.1:9/api/2.0/mlflow/{endpoint} failed "
-                                  f"with exception {exc}")
-        except MlflowException as wrapped:
-            return wrapped
-
-
-class Outage:
-    """Makes a tracker's client fail like a vanished server; counts the writes it was asked for.
-
-    ``delivered_before_failing``: the write reaches the store, then the answer is lost (the
-    connection dies after the server committed it)."""
-
-    WRITES = ("log_batch", "log_artifact", "log_artifacts", "set_terminated")
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, client, delivered_before_failing: bool = False) -> None:
-        self.down = False
-        self.attempts: list[str] = []
-        for name in self.WRITES:
-            real = getattr(client, name)
-            monkeypatch.setattr(client, name, self._wrap(name, real, delivered_before_failing))
-
-    def _wrap(self, name, real, delivered_before_failing):
-        def write(*args, **kwargs):
-            if not self.down:
-                return real(*args, **kwargs)
-            self.attempts.append(name)
-            if delivered_before_failing:
-                real(*args, **kwargs)
-            raise refused()
-        return write
-
-
 def experiment_id(client) -> str:
     experiment = client.get_experiment_by_name("offline")
     return experiment.experiment_id if experiment else client.create_experiment("offline")
 
 
-def open_tracker(store: str, tmp_path: Path, params: dict | None = None) -> Tracker:
+def new_tracker(store: str, tmp_path: Path, params: dict | None = None) -> OnlineTracker:
     """A tracker of a new run on the sqlite store that names an http server (with credentials) in its
     messages, journaling where the engine's run folder would be."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=store)
     run = client.create_run(experiment_id(client))
-    tracker = Tracker(client, run, SERVER_URI, offline_dir=tmp_path / "runs" / run.info.run_id / JOURNAL_DIR)
+    tracker = OnlineTracker(client, run, SERVER_URI, offline_dir=tmp_path / "runs" / run.info.run_id / JOURNAL_DIR)
     tracker.log_params(params or {})
     return tracker
 
@@ -158,7 +106,7 @@ def test_http_policy_shortens_mlflow_retries_only_while_zslbench_calls(monkeypat
 # --------------------------------------------------------------------------- going offline
 def test_lost_server_switches_to_offline_and_journals_every_later_write(
         store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    tracker = open_tracker(store, tmp_path, params={"train.lr": 0.001})
+    tracker = new_tracker(store, tmp_path, params={"train.lr": 0.001})
     outage = Outage(monkeypatch, tracker.client)
     tracker.log_metrics({"loss": 1.0}, step=0)
     tracker.flush()
@@ -206,7 +154,7 @@ def test_lost_server_switches_to_offline_and_journals_every_later_write(
 def test_a_refusal_from_a_live_store_still_raises(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow.exceptions import MlflowException
 
-    tracker = open_tracker(store, tmp_path)
+    tracker = new_tracker(store, tmp_path)
     real_log_batch = tracker.client.log_batch
     refusing = [True]
 
@@ -250,7 +198,7 @@ def test_torn_last_line_is_ignored_and_cut_before_the_journal_grows(tmp_path: Pa
 # --------------------------------------------------------------------------- syncing
 def test_sync_uploads_everything_once_even_when_a_lost_answer_hid_a_delivered_write(
         store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tracker = open_tracker(store, tmp_path, params={"train.lr": 0.001})
+    tracker = new_tracker(store, tmp_path, params={"train.lr": 0.001})
     outage = Outage(monkeypatch, tracker.client, delivered_before_failing=True)
     outage.down = True
     tracker.log_metrics({"loss": 0.5}, step=1)
@@ -350,7 +298,7 @@ def test_dry_run_lists_pending_journals_without_contacting_anything(
 
 def test_resuming_a_run_uploads_its_pending_journal_first(store: str, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    tracker = open_tracker(store, tmp_path)
+    tracker = new_tracker(store, tmp_path)
     outage = Outage(monkeypatch, tracker.client)
     outage.down = True
     tracker.log_metrics({"loss": 0.5}, step=0)
@@ -358,7 +306,7 @@ def test_resuming_a_run_uploads_its_pending_journal_first(store: str, tmp_path: 
     outage.down = False
 
     track = TrackConfig(uri=store, experiment="offline", output_dir=str(tmp_path / "runs"))
-    with Tracker.open(track, resume_run_id=tracker.run_id) as resumed:
+    with open_tracker(track, resume_run_id=tracker.run_id) as resumed:
         assert resumed.client.get_run(tracker.run_id).info.status == "RUNNING"  # not the journal's KILLED
         resumed.log_metrics({"loss": 0.25}, step=1)
     history = resumed.client.get_metric_history(tracker.run_id, "loss")

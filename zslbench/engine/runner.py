@@ -39,8 +39,7 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     """
     from zslbench.engine import distributed
     from zslbench.engine.device import pick_device
-    from zslbench.engine.liveness import reap_dead_runs
-    from zslbench.tracking import check_reachable, resolve_tracking_uri
+    from zslbench.tracking import check_reachable, reap_dead_runs, resolve_tracking_uri
 
     dist = distributed.init_from_env(pick_device(cfg.train.device).type)
     if cfg.track.enabled and dist.main:  # fail before any data generation or training
@@ -171,15 +170,11 @@ def mlflow_names(metrics: dict[str, float]) -> dict[str, float]:
 
 def relog_missing_epochs(tracker, history: list[dict[str, Any]]) -> None:
     """Send the checkpointed epochs whose metrics never reached MLflow (killed between the two)."""
-    client = getattr(tracker, "client", None)
-    if client is None or not history:
+    if not history:
         return
-    logged = {m.step for m in client.get_metric_history(tracker.run_id, "train_loss")}
-    for row in history:
-        if int(row["epoch"]) not in logged:
-            tracker.log_metrics(mlflow_names({k: v for k, v in row.items()
-                                              if k != "epoch" and isinstance(v, (int, float))}), step=int(row["epoch"]))
-    tracker.flush()
+    tracker.resend_missing({int(row["epoch"]): mlflow_names({k: v for k, v in row.items()
+                                                             if k != "epoch" and isinstance(v, (int, float))})
+                            for row in history}, probe="train_loss")
 
 
 def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: Path, tracker,
@@ -317,15 +312,14 @@ def find_resumable(output_dir: Path, which: str) -> Path:
 
 
 def _open_tracker(cfg: Config, data, device, parent_run_id: str | None, resume_run_id: str | None):
-    from zslbench.engine.liveness import process_tags
-    from zslbench.tracking import NullTracker, Tracker, standard_tags
+    from zslbench.tracking import NullTracker, open_tracker, process_tags, standard_tags
 
     if not cfg.track.enabled:
         return NullTracker()
     tags = standard_tags(cfg, data.split.fingerprint(), str(device)) | process_tags()
     name = f"{cfg.model.name}-{cfg.data.dataset}" + (f"-{'+'.join(cfg.ablations)}" if cfg.ablations else "") \
         + f"-s{cfg.train.seed}"
-    return Tracker.open(cfg.track, run_name=name, tags=tags, params=cfg.flat(), parent_run_id=parent_run_id,
+    return open_tracker(cfg.track, run_name=name, tags=tags, params=cfg.flat(), parent_run_id=parent_run_id,
                         resume_run_id=resume_run_id)
 
 

@@ -41,7 +41,7 @@ import polars as pl
 from zslbench.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from mlflow.entities import Run
+    from zslbench.tracking.queries import Run  # MLflow's run entity
 
 #: Metrics shown by the tables (fractions in [0, 1]).
 TABLE_METRICS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")
@@ -89,22 +89,9 @@ def load_runs(experiment: str, tracking_uri: str = "") -> pl.DataFrame:
 def experiment_names(tracking_uri: str = "") -> list[str]:
     """Names of the active experiments of the store (sorted); a store that cannot be opened or read
     is a one-line :class:`UserError`."""
-    from mlflow import MlflowClient
+    from zslbench import tracking
 
-    from zslbench.tracking import check_reachable, resolve_tracking_uri, store_errors
-
-    uri = resolve_tracking_uri(tracking_uri)
-    check_reachable(uri)
-    names: list[str] = []
-    token = None
-    with store_errors(uri):
-        client = MlflowClient(tracking_uri=uri)
-        while True:
-            page = client.search_experiments(max_results=1000, page_token=token)
-            names.extend(e.name for e in page)
-            token = page.token
-            if not token:
-                return sorted(names)
+    return tracking.experiment_names(tracking_uri)
 
 
 def require_experiment(experiment: str, tracking_uri: str = "") -> None:

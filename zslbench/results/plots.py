@@ -66,23 +66,14 @@ def save_figure(fig: "Figure", out: Path) -> Path:
 
 
 def log_plot(run_id: str | None, path: Path, tracking_uri: str = "") -> bool:
-    """Attach a written plot to an existing (possibly finished) run under ``plots/``, via the run's
-    :class:`~zslbench.tracking.Tracker` (the run's status is not touched). Returns whether it was logged."""
+    """Attach a written plot to an existing (possibly finished) run under ``plots/`` (the run's status
+    is not touched). Returns whether it was logged."""
     if not run_id:
         return False
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from zslbench.tracking import attach_artifact
 
-    from zslbench.tracking import Tracker, resolve_tracking_uri
-
-    uri = resolve_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:  # e.g. a parent id whose run was deleted: the plot file is still written
-        return False
-    Tracker(client, run, uri).log_artifact(str(path), "plots")
-    return True
+    # a parent id whose run was deleted is no error: the plot file is still written
+    return attach_artifact(run_id, path, "plots", tracking_uri)
 
 
 # --------------------------------------------------------------------------- sensitivity

@@ -53,29 +53,20 @@ def download_artifact(run_id: str, artifact: str, tracking_uri: str = "", cache_
 
     ``required=False`` returns ``None`` for a missing artifact instead of raising a :class:`UserError`.
     """
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from zslbench.tracking import ArtifactUnavailable, download_run_artifact
 
-    from zslbench.tracking import resolve_tracking_uri
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars on the terminal
     target_dir = (cache_dir or cache_root()) / run_id
     target = target_dir / artifact
     if target.is_file():
         return target
     target_dir.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
-    try:
-        with tempfile.TemporaryDirectory(dir=target_dir, prefix=".download-") as tmp:
-            downloaded = Path(client.download_artifacts(run_id, artifact, tmp))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(downloaded, target)  # atomic: a half-downloaded file is never cached
-    except (MlflowException, OSError) as exc:
+    try:  # atomic: a half-downloaded file is never cached
+        return download_run_artifact(run_id, artifact, target_dir, tracking_uri)
+    except ArtifactUnavailable as exc:
         if not required:
             return None
-        raise UserError(f"run {run_id} has no artifact {artifact} ({type(exc).__name__}); "
+        raise UserError(f"run {run_id} has no artifact {artifact} ({exc.reason}); "
                         "it was logged without it (track.log_scores=false?) — re-run it") from None
-    return target
 
 
 def _stored_arrays(run_id: str, tracking_uri: str, cache_dir: Path | None) -> dict[str, np.ndarray]:
