@@ -28,7 +28,7 @@ def test_racing_claims_never_hold_one_grid_point_twice(tmp_path):
     """Threads with their own journal replay (as separate processes would) claim points at once."""
     from optuna.trial import TrialState
 
-    from zslbench.sweeps.study import GRID_ATTR, claim_grid_point
+    from zslbench.sweeps.coordination import GRID_ATTR, claim_grid_point
 
     journal_study(tmp_path / "j.log")
     n_points, claimed, errors = 6, [], []
@@ -65,7 +65,8 @@ def test_journal_trials_of_dead_workers_are_failed_and_retried_with_their_params
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
 
-    from zslbench.sweeps.study import GRID_ATTR, HEARTBEAT_ATTR, StorageSpec, fail_stale_trials
+    from zslbench.sweeps.coordination import GRID_ATTR, HEARTBEAT_ATTR, fail_stale_trials
+    from zslbench.sweeps.storage import StorageSpec
 
     study = journal_study(tmp_path / "j.log")
     dead = study.ask()
@@ -122,7 +123,8 @@ def test_two_workers_share_one_journal_study(tmp_path):
 @pytest.mark.parametrize("storage", ["sqlite:///optuna.db"])
 def test_workers_refuse_a_sqlite_storage(tmp_path, storage):
     from zslbench.core.errors import UserError
-    from zslbench.sweeps.study import SweepOptions, run_sweep
+    from zslbench.sweeps.options import SweepOptions
+    from zslbench.sweeps.study import run_sweep
 
     with pytest.raises(UserError, match="needs a storage that several processes can share"):
         run_sweep(SweepOptions(spaces=["temperature"], workers=2, storage=storage, preset="tiny"), console=None)

@@ -12,7 +12,7 @@ import pytest
 from zslbench.config import resolve
 from zslbench.core.errors import UserError
 from zslbench.sweeps import SPACES, params_for
-from zslbench.sweeps.study import parse_storage
+from zslbench.sweeps.storage import parse_storage
 
 TINY = ["--preset", "tiny", "--set", "train.epochs=2", "--set", "train.threads=1"]
 SPACE_NAMES = ["all", "js_weight", "patch_cls_weight", "patch_number", "temperature"]
@@ -91,7 +91,7 @@ def test_weights_and_temperature_are_log_scale_and_map_to_their_keys():
         "temperature": ("model.logit_scale", True)}
     import optuna
 
-    from zslbench.sweeps.study import suggest
+    from zslbench.sweeps.worker import suggest
 
     trial = optuna.create_study().ask()
     suggest(trial, params["temperature"]), suggest(trial, params["patch_number"])
@@ -225,10 +225,10 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(tmp_path, monke
     import optuna
     from optuna.trial import TrialState
 
-    import zslbench.sweeps.study as study_module
+    import zslbench.sweeps.worker as worker_module
 
     # Every reported value of a metric in [0, 1] is below 2: the first epoch report prunes.
-    monkeypatch.setattr(study_module, "_pruner", lambda name, epochs: optuna.pruners.ThresholdPruner(lower=2.0))
+    monkeypatch.setattr(worker_module, "_pruner", lambda name, epochs: optuna.pruners.ThresholdPruner(lower=2.0))
     (tmp_path / "work").mkdir()
     # An absolute URI: MLflow caches one store per URI string, and other tests of this process used the relative one.
     tracking = f"sqlite:///{tmp_path / 'work' / 'mlflow.db'}"

@@ -157,7 +157,8 @@ def sweep(
 
       zslbench sweep temperature --status
     """
-    from zslbench.sweeps.study import SweepOptions, run_sweep, show_status
+    from zslbench.sweeps.options import SweepOptions
+    from zslbench.sweeps.study import run_sweep, show_status
 
     overrides = ([f"data.root={data_root}"] if data_root is not None else []) + list(set_)
     opts = SweepOptions(spaces=list(params or []), trials=trials, grid=grid, study=study, storage=storage,
