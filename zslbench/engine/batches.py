@@ -4,7 +4,8 @@
   an epoch is tensor slicing plus flips — used for the synthetic benchmark and small image sets,
   where PNG decoding would otherwise dominate a CPU step;
 * :class:`LoaderBatches` wraps a ``torch.utils.data.DataLoader`` over the image dataset with the
-  per-dataset transforms of SVIP.md §7 — used where a transform draws random crops (SUN);
+  per-dataset transforms of SVIP.md §7 — used where images cannot be kept decoded (a transform that
+  draws random crops, as SUN's does; large image sets; ``data.cache_images`` off);
 * :class:`~zslbench.engine.feature_batches.FeatureBatches` reads cached region features — used
   for frozen-backbone models.
 
