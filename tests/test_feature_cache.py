@@ -23,13 +23,7 @@ NUM_CLASSES, PER_CLASS, SIZE = 4, 3, 32
 SPEC = ExtractorSpec("resnet10t", img_size=SIZE, output_stride=8)  # 4×4 map of 512 channels
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these tiny models gain nothing from more, and the test machine is shared."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture()
