@@ -46,7 +46,8 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
     if json_file is not None and str(json_file) != "-" and not json_file.parent.exists():
         raise UserError(f"--json {json_file}: folder {json_file.parent} does not exist; create it or pick another path")
     from zslbench.engine import distributed
-    from zslbench.engine.runner import json_summary, print_results, run_seeds
+    from zslbench.engine.runner import run_seeds
+    from zslbench.engine.summary import json_summary, print_results
 
     try:
         results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume)

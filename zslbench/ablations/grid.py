@@ -23,13 +23,13 @@ import yaml
 
 from zslbench.ablations import paper_rows, patches_for
 from zslbench.config import Config, Request, config_hash, resolve_request
+from zslbench.engine.summary import delta, pm
+from zslbench.metrics import REPORTED_METRICS
 
 FULL = "full"
 HASH_TAG = "zslbench.config_hash"
 GRID_TAG = "zslbench.grid_hash"
 ROW_TAG = "zslbench.ablation_row"
-METRIC_KEYS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")
-COLUMNS = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "ausuc": "AUSUC"}
 
 
 @dataclass
@@ -148,7 +148,7 @@ def _reuse_finished(cell: Cell) -> None:
         return
     runs = find_runs(track.experiment, f"attributes.run_id = '{run_id}'", tracking_uri=track.uri, max_results=1)
     metrics = runs[0].data.metrics if runs else {}
-    cell.final = {k: metrics[f"final_{k}"] for k in METRIC_KEYS if f"final_{k}" in metrics}
+    cell.final = {k: metrics[f"final_{k}"] for k in REPORTED_METRICS if f"final_{k}" in metrics}
     cell.run_id, cell.reused = run_id, True
 
 
@@ -179,10 +179,10 @@ def ablation_summary(cells: Sequence[Cell]) -> list[dict[str, Any]]:
     for row in dict.fromkeys(c.row for c in cells):
         finals = [c.final for c in cells if c.row == row and c.final]
         stats = aggregate_seeds(finals) if finals else {}
-        rows.append({"row": row, "n": len(finals), **{k: stats.get(k) for k in METRIC_KEYS}})
+        rows.append({"row": row, "n": len(finals), **{k: stats.get(k) for k in REPORTED_METRICS}})
     full = next((r for r in rows if r["row"] == FULL), None)
     for r in rows:
-        for key in METRIC_KEYS:
+        for key in REPORTED_METRICS:
             ok = full is not None and r[key] is not None and full[key] is not None
             r[f"delta_{key}"] = r[key][0] - full[key][0] if ok else None
     return rows
@@ -204,26 +204,15 @@ def print_ablation_table(cells: Sequence[Cell], console, parent_run_id: Optional
                   + (f"; MLflow parent run {parent_run_id}" if parent_run_id else ""))
     table.add_column("ablation")
     table.add_column("n", justify="right")
-    for key in METRIC_KEYS:
-        table.add_column(COLUMNS[key], justify="right")
+    for key in REPORTED_METRICS:
+        table.add_column(REPORTED_METRICS[key], justify="right")
     table.add_column("Δ T1", justify="right")
     table.add_column("Δ H", justify="right")
     for r in summary:
-        table.add_row(_label(r["row"]), str(r["n"]), *(_pm(r[k]) for k in METRIC_KEYS),
-                      _delta(r["delta_zsl_t1"]), _delta(r["delta_gzsl_h"]),
+        table.add_row(_label(r["row"]), str(r["n"]), *(pm(r[k]) for k in REPORTED_METRICS),
+                      delta(r["delta_zsl_t1"]), delta(r["delta_gzsl_h"]),
                       style="bold" if r["row"] == FULL else None)
     console.print(table)
-
-
-def _pm(stat: Any) -> str:
-    if stat is None:
-        return "–"
-    mean, std, _ = stat
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"
-
-
-def _delta(value: Optional[float]) -> str:
-    return "–" if value is None else f"{100 * value:+.1f}"
 
 
 __all__ = ["AblateOptions", "Cell", "ablation_summary", "grid_rows", "plan", "print_ablation_table",

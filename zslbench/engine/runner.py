@@ -19,8 +19,6 @@ from zslbench.core.errors import RunStopped, TrainingDiverged, UserError
 RESOLVED = "resolved.yaml"
 FLUSH_SECONDS = 10.0  # epoch metrics reach MLflow at least this often (and when the run ends)
 FINAL = "final.json"
-JSON_KEYS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "gamma_policy", "selection", "ausuc", "epochs",
-             "seed", "run_id", "model", "dataset", "ablations")
 
 
 @dataclass
@@ -342,64 +340,3 @@ class _nullcontext:
 
     def __exit__(self, *exc):
         return False
-
-
-def json_summary(results: list[RunResult]) -> dict[str, Any]:
-    """The ``--json`` object: DESIGN.md's keys; several seeds → means, with per-run rows and stds."""
-    from zslbench.metrics import aggregate_seeds
-
-    rows = [{k: r.final.get(k) for k in JSON_KEYS} | {"selected_epoch": r.final.get("selected_epoch")}
-            for r in results]
-    if len(rows) == 1:
-        return rows[0]
-    agg = aggregate_seeds([r.final for r in results])
-    summary = dict(rows[0])
-    for key in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "ausuc"):
-        if key in agg:
-            summary[key] = agg[key][0]
-    summary["std"] = {k: agg[k][1] for k in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc") if k in agg}
-    summary["seed"] = [r["seed"] for r in rows]
-    summary["run_id"] = [r["run_id"] for r in rows]
-    summary["runs"] = rows
-    return summary
-
-
-def print_results(results: list[RunResult], console) -> None:
-    """A rich table: one row per seed, plus mean ± std when there are several."""
-    from rich.table import Table
-
-    from zslbench.metrics import aggregate_seeds
-
-    first = results[0].final
-    title = f"{first['model']} on {first['dataset']}" + (f" — ablations: {', '.join(first['ablations'])}"
-                                                          if first["ablations"] else "")
-    table = Table(title=title, caption=_caption(first))
-    for column in ("seed", "T1", "U", "S", "H", "AUSUC", "γ", "epoch", "patch IoU", "MLflow run"):
-        table.add_column(column, justify="right" if column not in ("MLflow run",) else "left")
-    for r in results:
-        f = r.final
-        table.add_row(str(f["seed"]), *(_pct(f.get(k)) for k in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")),
-                      f"{f.get('gamma', 0.0):.3g}", str(f.get("selected_epoch", "") + 1 if "selected_epoch" in f else ""),
-                      _pct(f.get("patch_iou")), r.run_id)
-    if len(results) > 1:
-        agg = aggregate_seeds([r.final for r in results])
-        table.add_row("mean", *(_pm(agg.get(k)) for k in ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")),
-                      "", "", _pm(agg.get("patch_iou")), "", style="bold")
-    console.print(table)
-
-
-def _caption(final: dict[str, Any]) -> str:
-    mark = " †" if final.get("oracle") else ""
-    return (f"selection: {final['selection']} · γ policy: {final['gamma_policy']} ({final['gamma_space']}){mark} · "
-            f"T1 = ZSL per-class top-1 on unseen; U/S/H = GZSL per-class accuracies; AUSUC calibration-free")
-
-
-def _pct(value: Any) -> str:
-    return "–" if value is None else f"{100 * float(value):.1f}"
-
-
-def _pm(stat: Any) -> str:
-    if stat is None:
-        return "–"
-    mean, std, _ = stat
-    return f"{100 * mean:.1f} ± {100 * std:.1f}"

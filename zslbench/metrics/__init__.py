@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from zslbench.metrics import scores_file
 from zslbench.metrics.accuracy import harmonic_mean, overall_accuracy, per_class_accuracy
-from zslbench.metrics.evaluate import evaluate_scores
+from zslbench.metrics.evaluate import REPORTED_METRICS, evaluate_scores
 from zslbench.metrics.gzsl import (
     GAMMA_POLICIES,
     VAL_SPLIT_MISSING,
@@ -67,6 +67,7 @@ from zslbench.metrics.su_curve import SUCurve, ausuc
 __all__ = [
     "GAMMA_POLICIES",
     "OFFICIAL_GAMMAS",
+    "REPORTED_METRICS",
     "SELECTION_POLICIES",
     "SPACES",
     "VAL_SPLIT_MISSING",

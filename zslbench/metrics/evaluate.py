@@ -23,6 +23,8 @@ from zslbench.metrics.gzsl import VAL_SPLIT_MISSING, parse_gamma_policy, zsl_acc
 from zslbench.metrics.scores import Scores, Space, check_space
 from zslbench.metrics.stacking import gzsl_problem
 
+#: The metrics every results table reports, in order, with their short column headers.
+REPORTED_METRICS = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "ausuc": "AUSUC"}
 
 def evaluate_scores(scores: Scores, gamma_policy: str = "none", gamma: float = 0.0, space: Space = "logit",
                     val: Scores | None = None) -> dict[str, float | str]:

@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import polars as pl
 
 from zslbench.core.errors import UserError
+from zslbench.metrics import REPORTED_METRICS
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from zslbench.tracking.queries import Run  # MLflow's run entity
 
 #: Metrics shown by the tables (fractions in [0, 1]).
-TABLE_METRICS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")
+TABLE_METRICS = tuple(REPORTED_METRICS)
 #: Keys that identify a configuration, whatever its hyperparameters.
 IDENTITY_KEYS = ("model", "dataset", "ablations", "protocol", "gamma_policy", "gamma_space", "selection",
                  "data_fingerprint")

@@ -27,11 +27,12 @@ import polars as pl
 from zslbench.catalogue import (ABLATIONS, MODELS, ablation_families, display_name, key_label, paper_ablations,
                                  sensitivity_spaces, swept_key)
 from zslbench.core.errors import UserError, unknown_name
+from zslbench.metrics import REPORTED_METRICS
 from zslbench.results.frames import (TABLE_METRICS, aggregate, check_protocols, method_label, policy_sentence,
                                      warn)
 
 TABLE_KINDS = ("main", "ablation", "sensitivity")
-METRIC_HEADERS = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "ausuc": "AUSUC"}
+METRIC_HEADERS = REPORTED_METRICS
 #: Metrics whose value depends on γ (test-selected when γ was chosen on the test set).
 GAMMA_METRICS = ("gzsl_u", "gzsl_s", "gzsl_h")
 DATASET_ORDER = ("synth", "CUB", "AWA2", "SUN")
