@@ -139,8 +139,41 @@ def test_out_of_vocabulary_phrases_get_zero_vectors_with_one_warning() -> None:
 def test_auto_without_names_or_files_is_an_error(tiny_split) -> None:
     (tiny_split.directory / "attributes.txt").unlink()
     split = load_split("synth", tiny_split.directory.parent)
-    with pytest.raises(DataError, match="no attribute word vectors for synth: put attribute_w2v.npy"):
+    with pytest.raises(DataError, match="no word2vec attribute vectors for synth: expected attribute_w2v.npy"):
         load_word_vectors("auto", split)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_word_vectors("random", split).shape == (5, 300)
+
+
+def _cub_without_vectors(shared_data, tmp_path):
+    import shutil
+
+    directory = tmp_path / "CUB"
+    directory.mkdir()
+    for name in ("att_splits.mat", "res101_meta.npz", "attributes.txt", "attribute_groups.json"):
+        shutil.copy(shared_data / "CUB" / name, directory / name)
+    return load_split("CUB", tmp_path)
+
+
+@pytest.mark.shared
+def test_auto_on_a_real_dataset_needs_its_word2vec_file_and_never_falls_back_to_glove(shared_data, tmp_path) -> None:
+    split = _cub_without_vectors(shared_data, tmp_path)
+    for spec in ("auto", "w2v"):
+        with pytest.raises(DataError) as caught:
+            load_word_vectors(spec, split)
+        message = str(caught.value)
+        assert "no word2vec attribute vectors for CUB: expected attribute_w2v.npy or CUB_attribute.pkl" in message
+        assert "zslbench data fetch w2v --dataset CUB" in message and "zslbench data embed" in message
+    assert load_word_vectors("glove", split).shape == (312, 50)  # only when asked
+
+
+@pytest.mark.shared
+def test_auto_on_a_real_dataset_reads_the_published_word2vec_vectors(shared_data) -> None:
+    from zslbench.data.wordvec import describe_source
+
+    split = load_split("CUB", shared_data)
+    vectors = load_word_vectors("auto", split)
+    assert vectors.shape == (312, 300)
+    np.testing.assert_allclose(vectors, np.load(shared_data / "CUB" / "attribute_w2v.npy"), rtol=1e-6)
+    assert describe_source("auto", split) == "word2vec file attribute_w2v.npy"

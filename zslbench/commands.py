@@ -40,7 +40,11 @@ def resolution_order(cfg: Config) -> list[str]:
 def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_file: Optional[Path],
                 dry_run: bool, console) -> None:
     if dry_run:
+        from zslbench.engine.preflight import describe_fidelity
+
         console.print(f"[bold]resolution order:[/bold] {' → '.join(resolution_order(cfg))}")
+        for name, text in describe_fidelity(cfg).items():
+            console.print(f"[bold]{name}:[/bold] {text}", highlight=False)
         console.print(cfg.to_yaml(), markup=False, highlight=False)
         return
     if json_file is not None and str(json_file) != "-" and not json_file.parent.exists():

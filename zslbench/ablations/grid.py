@@ -98,6 +98,7 @@ def grid_hash(cells: Sequence[Cell]) -> str:
 
 def run_ablation_grid(opts: AblateOptions, console) -> list[Cell]:
     """Run (or reuse) every cell under one parent run, then print the ablation table."""
+    from zslbench.engine.preflight import prepare_weights
     from zslbench.engine.runner import run_one
     from zslbench.tracking import check_reachable, resolve_tracking_uri
 
@@ -105,6 +106,11 @@ def run_ablation_grid(opts: AblateOptions, console) -> list[Cell]:
     track = cells[0].cfg.track
     if track.enabled:
         check_reachable(resolve_tracking_uri(track.uri))
+    data_cache: dict[str, Any] = {}
+    for cell in cells:  # data, word vectors and weights of every cell settled before the store is touched
+        _data_for(cell.cfg, data_cache, console)
+        prepare_weights(cell.cfg, console)
+    if track.enabled:
         for cell in cells:
             _reuse_finished(cell)
     todo = [c for c in cells if not c.reused]
@@ -113,7 +119,6 @@ def run_ablation_grid(opts: AblateOptions, console) -> list[Cell]:
                   f"{len(todo)} to run", highlight=False)
     parent = _parent_tracker(cells, opts)
     status = "KILLED"
-    data_cache: dict[str, Any] = {}
     try:
         for index, cell in enumerate(todo, 1):
             console.print(f"[{index}/{len(todo)}] {cell.row} · seed {cell.seed}", highlight=False)

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from zslbench.backbones.vit import read_state_dict
+from zslbench.backbones.weights import resolve as resolve_weights
 from zslbench.core.errors import ConfigError, UserError
 
 #: classifier / pre-logits keys a weights file may carry that a headless backbone lacks
@@ -33,12 +34,13 @@ HEAD_PREFIXES = ("fc.", "head.", "head_dist.", "classifier.", "last_linear.", "f
 
 
 # --------------------------------------------------------------------------- construction
-def create_backbone(name: str, pretrained: str = "", img_size: int = 0, output_stride: int = 0,
-                    seed: int | None = None) -> nn.Module:
+def create_backbone(name: str, pretrained: str = "none", img_size: int = 0, output_stride: int = 0,
+                    seed: int | None = None, paper_tag: str = "") -> nn.Module:
     """The timm model ``name`` with no classifier and no global pooling.
 
-    ``pretrained``: ``""`` random init (from ``seed`` when given, without touching the global RNG),
-    a path to a state dict / ``.safetensors`` file, or ``"hub"`` for timm's download.
+    ``pretrained`` (:mod:`zslbench.backbones.weights`): none (random init from ``seed`` when given, without
+    touching the global RNG), paper (``paper_tag``), a timm tag or a weights file found on this machine, or hub
+    for timm's own download.
     ``img_size`` is passed to models that take it (ViTs); ``output_stride`` (8, 16) dilates the
     last stages of CNNs that support it (0 = the architecture's own stride).
     """
@@ -52,13 +54,14 @@ def create_backbone(name: str, pretrained: str = "", img_size: int = 0, output_s
     kwargs: dict[str, Any] = {"num_classes": 0, "global_pool": ""}
     if output_stride:
         kwargs["output_stride"] = output_stride
-    hub = pretrained == "hub"
+    spec, weights_file = resolve_weights(pretrained, paper_tag, name)
+    hub = spec.kind == "hub"
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
         model = _create(timm, name, hub, img_size, kwargs)
-    if pretrained and not hub:
-        load_weights(model, pretrained)
+    if weights_file is not None:
+        load_weights(model, weights_file)
     return model
 
 
@@ -86,7 +89,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserError(f"pretrained weights {str(file)!r} do not exist; set model.pretrained to a state-dict or "
-                        ".safetensors file, to 'hub', or to '' for random init")
+                        ".safetensors file, to paper, timm:<tag>, hub, or none for random init")
     state = read_state_dict(file)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     state = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
@@ -113,22 +116,21 @@ def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def weights_identity(pretrained: str, backbone: str, seed: int) -> str:
-    """What determines a backbone's weights: ``random:<seed>``, ``sha256:<file hash>`` or ``hub:<timm tag>``.
+def weights_identity(pretrained: str, backbone: str, seed: int, paper_tag: str = "") -> str:
+    """What determines a backbone's weights: ``random:<seed>``, ``sha256:<file hash>`` or ``hub:<timm tag>``
+    (a paper or timm tag is the file it resolves to, so the same file under two spellings is one identity).
 
-    >>> weights_identity("", "resnet18", 3)
-    'random:3'
+    >>> weights_identity("none", "resnet18", 3), weights_identity("", "resnet18", 3)
+    ('random:3', 'random:3')
     """
-    if not pretrained:
+    spec, file = resolve_weights(pretrained, paper_tag, backbone)
+    if spec.kind == "none":
         return f"random:{seed}"
-    if pretrained == "hub":
+    if spec.kind == "hub":
         import timm
 
         return f"hub:{timm.__version__}:{backbone}"
-    file = Path(pretrained).expanduser()
-    if not file.is_file():
-        raise UserError(f"pretrained weights {str(file)!r} do not exist; set model.pretrained to a state-dict or "
-                        ".safetensors file, to 'hub', or to '' for random init")
+    assert file is not None
     stat = file.stat()
     return "sha256:" + _file_digest(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
 

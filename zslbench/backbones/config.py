@@ -11,18 +11,34 @@ Torch-free: the model packages declare their catalogue entries from this module.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+from zslbench.backbones.weights import parse
 from zslbench.config import ModelConfig
 from zslbench.core.errors import ConfigError
 
 
 @dataclass
-class ViTBackbone(ModelConfig):
-    """A timm ViT of any even-grid geometry (0 = the named architecture's own value)."""
+class PretrainedBackbone(ModelConfig):
+    """A timm backbone and the weights it starts from: ``model.pretrained`` is none | paper | timm:<tag> | hub |
+    a weights file (:mod:`zslbench.backbones.weights`); ``paper`` means the class's ``paper_weights``."""
+
+    backbone: str = ""
+    pretrained: str = "none"
+
+    def validate(self) -> None:
+        super().validate()
+        parse(self.pretrained, self.paper_weights, self.backbone)
+
+
+@dataclass
+class ViTBackbone(PretrainedBackbone):
+    """A timm ViT of any even-grid geometry (0 = the named architecture's own value); the reference
+    implementations of SVIP and its ViT baseline start from the original ImageNet-21k→1k ViT-B/16."""
+
+    paper_weights: ClassVar[str] = "vit_base_patch16_224.orig_in21k_ft_in1k"
 
     backbone: str = "vit_base_patch16_224"
-    pretrained: str = ""  # "" random init | path to a state dict / safetensors | "hub"
     img_size: int = 224
     patch_size: int = 0
     embed_dim: int = 0
@@ -78,11 +94,22 @@ VIT_PRESET_PATCHES: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass
+class CNNBackbone(PretrainedBackbone):
+    """A timm CNN (any timm model, its last feature map as regions); the reference implementations of
+    TransZero and APN start from torchvision's ImageNet ResNet-101."""
+
+    paper_weights: ClassVar[str] = "resnet101.tv_in1k"
+
+    backbone: str = "resnet101"
+    output_stride: int = 0  # 0 native; 8/16 dilate the last CNN stages (larger maps, more regions)
+
+
 #: A CPU-sized CNN for the 64 px synthetic benchmark: a random-init resnet18 dilated to 4×4 maps of 512 channels
 #: (this machine has no ImageNet weights: random frozen features are a weak stand-in, so synth numbers of the
 #: CNN models test the pipeline rather than the method).
-SYNTH_CNN: dict[str, Any] = {"model.backbone": "resnet18", "model.pretrained": "", "model.img_size": 64,
+SYNTH_CNN: dict[str, Any] = {"model.backbone": "resnet18", "model.pretrained": "none", "model.img_size": 64,
                              "model.output_stride": 16}
 #: The tiny preset's CNN: resnet10t at 32 px, 4×4 maps (seconds on a CPU).
-TINY_CNN: dict[str, Any] = {"model.backbone": "resnet10t", "model.pretrained": "", "model.img_size": 32,
+TINY_CNN: dict[str, Any] = {"model.backbone": "resnet10t", "model.pretrained": "none", "model.img_size": 32,
                             "model.output_stride": 8}

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from zslbench.backbones.weights import resolve as resolve_weights
 from zslbench.core.errors import ConfigError, UserError
 
 if TYPE_CHECKING:  # timm is imported lazily: it is heavy
@@ -43,15 +44,17 @@ GEOMETRY_FIELDS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads")
 def build_vit(cfg: Any) -> "VisionTransformer":
     """Build the timm ViT named by ``cfg.backbone`` with the non-zero geometry overrides of ``cfg``.
 
-    ``cfg.pretrained``: ``""`` random init, a path to a torch state dict / ``.safetensors`` file in
-    timm's ``vit_base_patch16_224`` layout, or ``"hub"`` for timm's own download.
+    ``cfg.pretrained`` (see :mod:`zslbench.backbones.weights`): none, paper (``cfg.paper_weights``), a timm tag
+    or a weights file — a state dict or ``.safetensors`` file in timm's ``vit_base_patch16_224`` layout, found
+    on this machine — or hub for timm's own download.
     """
     import timm
     from timm.models.vision_transformer import VisionTransformer
 
     kwargs: dict[str, Any] = {name: getattr(cfg, name) for name in GEOMETRY_FIELDS if getattr(cfg, name, 0)}
     kwargs.update(num_classes=0, drop_rate=0.0, drop_path_rate=0.0)
-    hub = cfg.pretrained == "hub"
+    spec, weights_file = resolve_weights(cfg.pretrained, cfg.paper_weights, cfg.backbone)
+    hub = spec.kind == "hub"
     if not timm.is_model(cfg.backbone):
         raise ConfigError(f"unknown timm backbone {cfg.backbone!r}; use a timm ViT name such as "
                           "vit_base_patch16_224 (timm.list_models('vit_*') lists them)")
@@ -78,8 +81,8 @@ def build_vit(cfg: Any) -> "VisionTransformer":
     check_vit(model, cfg.backbone)
     for block in model.blocks:  # contextualised pass and inference: fused attention
         block.attn.fused_attn = True
-    if cfg.pretrained and not hub:
-        load_pretrained(model, cfg.pretrained)
+    if weights_file is not None:
+        load_pretrained(model, str(weights_file))
     return model
 
 
@@ -124,7 +127,7 @@ def load_pretrained(model: "VisionTransformer", path: str) -> None:
     file = Path(path).expanduser()
     if not file.is_file():
         raise UserError(f"pretrained weights {str(file)!r} do not exist; set model.pretrained to a state-dict or "
-                        ".safetensors file, to 'hub', or to '' for random init")
+                        ".safetensors file, to paper, timm:<tag>, hub, or none for random init")
     state = read_state_dict(file)
     state = {k: v for k, v in state.items() if not k.startswith(("head.", "head_dist.", "fc_norm.", "pre_logits."))}
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -79,8 +79,11 @@ def data_synth(
 
 @data_app.command("fetch")
 def data_fetch(
-    name: str = typer.Argument(..., help="xlsa17 (split files of CUB, AWA1, AWA2, SUN) | CUB | AWA2 | SUN (images)"),
+    name: str = typer.Argument(..., help="xlsa17 (split files of CUB, AWA1, AWA2, SUN) | CUB | AWA2 | SUN (images) "
+                                         "| w2v (published attribute word vectors) | weights (the models' paper weights)"),
     data_root: Optional[Path] = DataRootOpt,
+    model: List[str] = typer.Option([], "--model", "-m", help="weights: whose paper weights (repeatable) [default: every model's]"),
+    dataset: List[str] = typer.Option([], "--dataset", "-d", help="w2v: which datasets (repeatable) [default: CUB, AWA2, SUN]"),
     url: Optional[str] = typer.Option(None, "--url", help="Download from here instead (http(s)://, file:// or a local path)."),
     sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected sha256 of the archive (replaces the built-in size/checksum)."),
     force: bool = typer.Option(False, "--force", help="Replace files and folders that already exist."),
@@ -93,6 +96,11 @@ def data_fetch(
 
     Afterwards `data check` runs (exit code 1 on problems; missing images after xlsa17 alone are expected).
 
+    `w2v` puts the published word2vec attribute vectors (<DS>_attribute.pkl, verified by sha256) into
+    <data-root>/<DS>/ (--url: the folder that holds them). `weights` puts the ImageNet weights the models'
+    reference code loads into torch's hub cache ($TORCH_HOME/hub/checkpoints), checked against the sha256
+    prefix of their published names (--url with --model: one model's file from a mirror; --sha256: its checksum).
+
     Examples:
 
       zslbench data fetch xlsa17 --data-root ~/zsl      # split files → ~/zsl/CUB, ~/zsl/AWA2, ~/zsl/SUN
@@ -100,7 +108,19 @@ def data_fetch(
       zslbench data fetch CUB --data-root ~/zsl         # images → ~/zsl/CUB/CUB_200_2011/images
 
       zslbench data fetch AWA2 --data-root ~/zsl --url file:///mnt/usb/AwA2-data.zip
+
+      zslbench data fetch w2v --data-root ~/zsl          # CUB/AWA2/SUN word2vec attribute vectors
+
+      zslbench data fetch weights --model svip           # ViT-B/16 ImageNet-21k→1k, as SVIP's reference
     """
+    if name.lower() in ("w2v", "weights"):
+        from zslbench.data.fetch.files import fetch_weights, fetch_word_vectors
+
+        if name.lower() == "w2v":
+            fetch_word_vectors(_data_root(data_root), dataset, base_url=url, console=_console())
+        else:
+            fetch_weights(model, url=url, sha256=sha256, console=_console())
+        return
     from zslbench.data.fetch import fetch
 
     result = fetch(name, _data_root(data_root), url=url, sha256=sha256, force=force, keep_archive=keep_archive,
@@ -126,3 +146,4 @@ def data_embed(
     from zslbench.data.embed import build_attribute_vectors
 
     build_attribute_vectors(dataset, _data_root(data_root), vectors, out=out, force=force, console=_console())
+

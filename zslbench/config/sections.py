@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 import yaml
 
@@ -41,7 +41,13 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Fields shared by every model; each model's package declares a subclass in its catalogue entry."""
+    """Fields shared by every model; each model's package declares a subclass in its catalogue entry.
+
+    ``paper_weights`` (a class attribute, not a config key): the timm tag of the weights the model's
+    reference implementation loads, what ``model.pretrained=paper`` means (see :mod:`zslbench.backbones.weights`).
+    """
+
+    paper_weights: ClassVar[str] = ""
 
     name: str = DEFAULT_MODEL
     img_size: int = 224  # input image side (of the feature extractor, for models on cached features)
@@ -71,7 +77,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     quirks: Literal["clean", "reference"] = "clean"
-    amp: Literal["auto", "off", "bf16"] = "auto"  # auto = bf16 on CUDA, off on CPU
+    amp: Literal["auto", "off", "bf16"] = "auto"  # auto = bf16 on a GPU with native bf16, else fp32
+    deterministic: Literal["auto", "on", "off"] = "auto"  # auto = on for CPU, off on GPUs (docs/GPU.md)
+    dist_timeout: float = 60.0  # minutes one rank may wait for another (e.g. rank 0 preparing data)
     eval_every: int = 1
     max_steps_per_epoch: int = 0  # 0 = the whole epoch
     threads: int = 0  # torch intra-op threads; 0 = library default
@@ -83,7 +91,7 @@ class EvalConfig:
     gamma: float = 0.0  # used by gamma_policy=fixed
     gamma_space: Literal["logit", "prob"] = "logit"
     selection: Literal["final", "val", "oracle"] = "final"
-    mode: Literal["standard", "official"] = "standard"
+    mode: Literal["standard", "svip", "transzero", "apn"] = "standard"  # a paper's reporting protocol (†)
     batch_size: int = 128
 
 

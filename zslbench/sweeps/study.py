@@ -85,6 +85,10 @@ def run_sweep(opts: SweepOptions, console) -> None:
         from zslbench.tracking import check_reachable, resolve_tracking_uri
 
         check_reachable(resolve_tracking_uri(cfg.track.uri))
+    if opts.worker_index is None:  # data, word vectors and weights settled before the study or a run exists
+        from zslbench.engine.preflight import prepare_run
+
+        prepare_run(cfg, console)
     study_name = opts.study or default_study_name(opts)
     worker = Worker(opts, cfg, params, spec, console)
     study = worker.open(study_name)

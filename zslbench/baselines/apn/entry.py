@@ -12,23 +12,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zslbench.backbones.config import SYNTH_CNN, TINY_CNN
+from zslbench.backbones.config import SYNTH_CNN, TINY_CNN, CNNBackbone
 from zslbench.catalogue import ModelEntry, register_model
-from zslbench.config import ModelConfig
 
 
 # --------------------------------------------------------------------------- config section
 @dataclass
-class APNConfig(ModelConfig):
+class APNConfig(CNNBackbone):
     """APN-style: a fine-tuned timm ResNet with a global attribute branch (predicts) and an
     attribute-prototype branch (training losses only). Loss weights keep the reference's names.
     """
 
     name: str = "apn"
-    backbone: str = "resnet101"  # a timm ResNet (stem and layer1 frozen)
-    pretrained: str = ""  # "" random init | weights file | "hub"
+    # backbone: a timm ResNet (stem and layer1 frozen); output_stride 0 = native (7×7 at 224), 8/16 larger maps
     img_size: int = 224
-    output_stride: int = 0  # 0 native (7×7 at 224); 8/16 give larger maps
     pool: Literal["max", "avg"] = "max"  # pooling of the global branch's maps (CUB max; AWA2, SUN avg)
     use_groups: bool = True  # group-wise decorrelation over attribute groups (else a Frobenius norm)
     xe: float = 1.0  # CE of the global branch

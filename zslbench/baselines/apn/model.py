@@ -87,7 +87,8 @@ class APN(nn.Module):
     def __init__(self, cfg: Any, info: DatasetInfo):
         super().__init__()
         self.cfg = cfg
-        self.backbone = create_backbone(cfg.backbone, cfg.pretrained, output_stride=int(cfg.output_stride))
+        self.backbone = create_backbone(cfg.backbone, cfg.pretrained, output_stride=int(cfg.output_stride),
+                                        paper_tag=cfg.paper_weights)
         if not is_resnet(self.backbone):
             raise ConfigError(f"model.backbone {cfg.backbone!r} is not a timm ResNet (layer1..layer4); APN freezes "
                               "the stem and layer1 of a ResNet, use e.g. resnet101 or resnet18")

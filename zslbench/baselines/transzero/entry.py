@@ -13,25 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from zslbench.backbones.config import SYNTH_CNN, TINY_CNN
+from zslbench.backbones.config import SYNTH_CNN, TINY_CNN, CNNBackbone
 from zslbench.catalogue import ModelEntry, register_model
-from zslbench.config import ModelConfig
 
 
 # --------------------------------------------------------------------------- config section
 @dataclass
-class TransZeroConfig(ModelConfig):
+class TransZeroConfig(CNNBackbone):
     """TransZero-style: a frozen backbone's cached region features, a geometry-aware encoder and an
     attribute-query decoder. Region features are extracted once into a float16 cache
     (:mod:`zslbench.data.feature_cache`), keyed by every field marked *extractor* below.
     """
 
     name: str = "transzero"
-    backbone: str = "resnet101"  # extractor: any timm CNN (last map) or ViT (patch tokens)
-    pretrained: str = ""  # extractor: "" random init (from backbone_seed) | weights file | "hub"
+    # extractor: backbone (any timm CNN: last map; or ViT: patch tokens), pretrained (none: random init from
+    # backbone_seed), output_stride — inherited from CNNBackbone
     backbone_seed: int = 0  # extractor: seed of a random-init backbone (not the run seed: caches are shared)
     img_size: int = 448  # extractor: Resize(s) → CenterCrop(s)
-    output_stride: int = 0  # extractor: 0 native; 8/16 dilate the last CNN stages (more regions)
     extract_batch_size: int = 64  # images per extraction step (does not change the features)
     d_model: int = 300  # d: common width of regions and attribute queries
     d_ff: int = 512  # FFN width of encoder and decoder

@@ -30,28 +30,29 @@ class ExtractorSpec:
     """The frozen backbone whose features are cached (the model config's *extractor* fields)."""
 
     backbone: str
-    pretrained: str = ""  # "" random init from ``seed`` | weights file | "hub"
+    pretrained: str = "none"  # model.pretrained (zslbench.backbones.weights); none = random init from ``seed``
     seed: int = 0
     img_size: int = 448
     output_stride: int = 0
+    paper_tag: str = ""  # what pretrained=paper means for the model
 
     @classmethod
     def from_model_config(cls, model_cfg: Any, img_size: int | None = None) -> "ExtractorSpec":
-        return cls(backbone=model_cfg.backbone, pretrained=getattr(model_cfg, "pretrained", ""),
+        return cls(backbone=model_cfg.backbone, pretrained=model_cfg.pretrained,
                    seed=int(getattr(model_cfg, "backbone_seed", 0)), img_size=int(img_size or model_cfg.img_size),
-                   output_stride=int(getattr(model_cfg, "output_stride", 0)))
+                   output_stride=int(model_cfg.output_stride), paper_tag=model_cfg.paper_weights)
 
     def weights_id(self) -> str:
         from zslbench.backbones.cnn import weights_identity
 
-        return weights_identity(self.pretrained, self.backbone, self.seed)
+        return weights_identity(self.pretrained, self.backbone, self.seed, self.paper_tag)
 
     def build(self):
         """The backbone, in eval mode (its weights are what :meth:`weights_id` names)."""
         from zslbench.backbones.cnn import create_backbone
 
         return create_backbone(self.backbone, self.pretrained, img_size=self.img_size,
-                               output_stride=self.output_stride, seed=self.seed).eval()
+                               output_stride=self.output_stride, seed=self.seed, paper_tag=self.paper_tag).eval()
 
 
 def extraction_transform(dataset: str, size: int):
