@@ -20,7 +20,6 @@ from hypothesis import strategies as st
 from zslbench import metrics
 from zslbench.core.errors import UserError
 from zslbench.metrics import (
-    OFFICIAL_GAMMAS,
     GZSLResult,
     Scores,
     ScoresFileError,
@@ -30,7 +29,6 @@ from zslbench.metrics import (
     evaluate_scores,
     gzsl_metrics,
     gzsl_sweep,
-    official_gzsl_search,
     overall_accuracy,
     per_class_accuracy,
     scores_file,
@@ -452,53 +450,6 @@ def test_aggregate_seeds_counts_missing_keys_per_key() -> None:
     summary = aggregate_seeds([{"gzsl_h": 0.5, "ausuc": 0.2}, {"gzsl_h": 0.7}])
     assert summary["ausuc"] == (0.2, 0.0, 1)
     assert summary["gzsl_h"][2] == 2
-
-
-# --------------------------------------------------------------------------- official-compatible search
-
-
-def reference_official_search(problem: Scores) -> tuple[float, float, float, float]:
-    """The SVIP reference's loop: softmax over all classes, add γ to unseen probs, per-sample accuracy."""
-    scores_seen, labels_seen, scores_unseen, labels_unseen, _, unseen = parts(problem)
-    best = (-1.0, 0.0, 0.0, 0.0)
-    for gamma in np.arange(-1, 1, 0.01):
-        accs = []
-        for scores, labels in ((scores_seen, labels_seen), (scores_unseen, labels_unseen)):
-            probs = softmax_rows(scores)
-            probs[:, unseen] += gamma
-            accs.append(np.mean(np.argmax(probs, axis=1) == labels))
-        s, u = accs
-        h = 2 * u * s / (u + s) if u + s > 0 else 0.0
-        if h > best[0]:
-            best = (h, u, s, gamma)
-    return best
-
-
-def test_official_search_hand_case() -> None:
-    official = official_gzsl_search(HAND)
-    h, u, s, gamma = reference_official_search(HAND)
-    assert official.test_selected
-    assert official.gamma == pytest.approx(gamma)
-    assert (official.result.u, official.result.s, official.result.h) == pytest.approx((u, s, h))
-    # per-sample here: seen 4 samples, unseen 4 samples; per-class at the same γ from gzsl_metrics
-    per_class = gzsl_metrics(HAND, gamma=official.gamma, space="prob")
-    assert official.per_class == per_class
-
-
-@pytest.mark.parametrize("seed", [14, 15])
-def test_official_search_matches_reference_loop(seed: int) -> None:
-    problem = random_problem(seed, n_seen=60, n_unseen=50)
-    official = official_gzsl_search(problem)
-    h, u, s, gamma = reference_official_search(problem)
-    assert official.result.h == pytest.approx(h, abs=1e-12)
-    assert official.gamma == pytest.approx(gamma)
-    assert (official.result.u, official.result.s) == pytest.approx((u, s), abs=1e-12)
-
-
-def test_official_grid_is_minus_one_to_one_step_one_hundredth() -> None:
-    assert OFFICIAL_GAMMAS.size == 200
-    assert OFFICIAL_GAMMAS[0] == -1.0 and OFFICIAL_GAMMAS[-1] == pytest.approx(0.99)
-    assert not OFFICIAL_GAMMAS.flags.writeable
 
 
 # --------------------------------------------------------------------------- policies and evaluate_scores

@@ -11,6 +11,7 @@ import pytest
 from results_store import RunSpec, make_store
 from zslbench.core.errors import UserError
 from zslbench.metrics import aggregate_seeds
+from zslbench.core.version import PROTOCOL_VERSION
 from zslbench.results.frames import aggregate, check_protocols, load_runs, method_label, varying_hyperparameters
 
 
@@ -33,7 +34,8 @@ def test_one_row_per_finished_run_with_tags_params_and_final_metrics(store) -> N
     assert set(frame["run_id"]) == set(ids["runs"]) - {ids["runs"][4]}
     row = frame.filter(pl.col("run_id") == ids["runs"][0]).row(0, named=True)
     assert (row["model"], row["dataset"], row["ablations"], row["seed"]) == ("svip", "synth", "none", 0)
-    assert (row["selection"], row["gamma_policy"], row["gamma_space"], row["protocol"]) == ("final", "none", "logit", "1")
+    assert (row["selection"], row["gamma_policy"], row["gamma_space"], row["protocol"]) == ("final", "none", "logit",
+                                                                                          PROTOCOL_VERSION)
     assert row["oracle"] is False and row["git_commit"] == "abc1234def"
     assert row["model.keep"] == "12" and row["gzsl_h"] == pytest.approx(0.40) and "final_gzsl_h" not in frame.columns
     assert frame.filter(pl.col("model") == "vit")["parent_run_id"].to_list() == ["p" * 32]
@@ -59,9 +61,9 @@ def test_runs_of_different_protocols_are_never_averaged(store) -> None:
     uri, _ = store
     frame = load_runs("mixed", uri)
     assert aggregate(frame).height == 2
-    with pytest.raises(UserError, match=r"protocol versions 0, 1, .* --protocol"):
+    with pytest.raises(UserError, match=rf"protocol versions 0, {PROTOCOL_VERSION}, .* --protocol"):
         check_protocols(frame)
-    assert check_protocols(frame, "1")["protocol"].to_list() == ["1"]
+    assert check_protocols(frame, PROTOCOL_VERSION)["protocol"].to_list() == [PROTOCOL_VERSION]
     with pytest.raises(UserError, match="no runs with protocol version '7'"):
         check_protocols(frame, "7")
 

@@ -13,7 +13,8 @@ Modules
 * :mod:`~zslbench.metrics.gzsl` — ZSL T1, GZSL U/S/H, γ sweeps, γ policies and :func:`choose_gamma`;
 * :mod:`~zslbench.metrics.su_curve` — the seen–unseen curve and its exact area (AUSUC);
 * :mod:`~zslbench.metrics.evaluate` — every protocol metric of one :class:`Scores` as a flat dict;
-* :mod:`~zslbench.metrics.paper` — paper reporting modes (the SVIP reference's γ search);
+* :mod:`~zslbench.metrics.epochs` — every evaluated epoch's decisions, compactly (the ``epochs.npz`` file);
+* :mod:`~zslbench.metrics.paper` — paper reporting modes (SVIP, TransZero, APN), recomputed from them;
 * :mod:`~zslbench.metrics.selection` — epoch selection policies and seed aggregation.
 
 Conventions
@@ -45,9 +46,10 @@ Example
 
 from __future__ import annotations
 
-from zslbench.metrics import scores_file
+from zslbench.metrics import epochs, scores_file
 from zslbench.metrics.accuracy import harmonic_mean, overall_accuracy, per_class_accuracy
-from zslbench.metrics.evaluate import REPORTED_METRICS, evaluate_scores
+from zslbench.metrics.epochs import EpochDecisions
+from zslbench.metrics.evaluate import REPORTED_METRICS, evaluate_epoch, evaluate_problem, evaluate_scores
 from zslbench.metrics.gzsl import (
     GAMMA_POLICIES,
     VAL_SPLIT_MISSING,
@@ -57,7 +59,7 @@ from zslbench.metrics.gzsl import (
     gzsl_sweep,
     zsl_accuracy,
 )
-from zslbench.metrics.paper import OFFICIAL_GAMMAS, OfficialGZSLResult, official_gzsl_search
+from zslbench.metrics.paper import EVAL_MODES, PAPER_MODES, PaperResult, check_mode, paper_result
 from zslbench.metrics.scores import SPACES, Scores, Space
 from zslbench.metrics.scores_file import ScoresFileError
 from zslbench.metrics.selection import SELECTION_POLICIES, EpochSelection, aggregate_seeds, select_epoch
@@ -65,28 +67,34 @@ from zslbench.metrics.stacking import GZSLResult
 from zslbench.metrics.su_curve import SUCurve, ausuc
 
 __all__ = [
+    "EVAL_MODES",
     "GAMMA_POLICIES",
-    "OFFICIAL_GAMMAS",
+    "PAPER_MODES",
     "REPORTED_METRICS",
     "SELECTION_POLICIES",
     "SPACES",
     "VAL_SPLIT_MISSING",
+    "EpochDecisions",
     "EpochSelection",
     "GammaChoice",
     "GZSLResult",
-    "OfficialGZSLResult",
+    "PaperResult",
     "SUCurve",
     "Scores",
     "ScoresFileError",
     "Space",
     "aggregate_seeds",
     "ausuc",
+    "check_mode",
     "choose_gamma",
+    "epochs",
+    "evaluate_epoch",
+    "evaluate_problem",
     "evaluate_scores",
     "gzsl_metrics",
     "gzsl_sweep",
     "harmonic_mean",
-    "official_gzsl_search",
+    "paper_result",
     "overall_accuracy",
     "per_class_accuracy",
     "scores_file",

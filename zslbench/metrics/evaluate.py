@@ -21,7 +21,8 @@ from zslbench.metrics.accuracy import class_mean
 from zslbench.metrics.su_curve import exact_curve
 from zslbench.metrics.gzsl import VAL_SPLIT_MISSING, parse_gamma_policy, zsl_accuracy
 from zslbench.metrics.scores import Scores, Space, check_space
-from zslbench.metrics.stacking import gzsl_problem
+from zslbench.metrics.epochs import EpochDecisions
+from zslbench.metrics.stacking import GZSLProblem, gzsl_problem
 
 #: The metrics every results table reports, in order, with their short column headers.
 REPORTED_METRICS = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "ausuc": "AUSUC"}
@@ -35,7 +36,7 @@ def evaluate_scores(scores: Scores, gamma_policy: str = "none", gamma: float = 0
     (γ = 0); ``ausuc``; ``gzsl_h_oracle`` and ``gamma_oracle`` (test-selected, always computed as
     a reference). ``val`` holds the validation scores the ``val`` policy chooses γ on.
     """
-    policy, fixed_gamma = parse_gamma_policy(gamma_policy, gamma)
+    policy, _ = parse_gamma_policy(gamma_policy, gamma)
     check_space(space)
     if policy == "val" and val is None:
         raise UserError(VAL_SPLIT_MISSING)
@@ -44,6 +45,16 @@ def evaluate_scores(scores: Scores, gamma_policy: str = "none", gamma: float = 0
         zsl_t1 = class_mean(problem.unseen.best_unseen == problem.unseen.labels, problem.unseen.labels)
     else:  # probabilities of unseen classes may underflow to ties; ZSL ranks raw scores
         zsl_t1 = zsl_accuracy(scores)
+    val_problem = gzsl_problem(val, space) if val is not None else None
+    return evaluate_problem(problem, zsl_t1, gamma_policy, gamma, space, val_problem)
+
+
+def evaluate_problem(problem: GZSLProblem, zsl_t1: float, gamma_policy: str = "none", gamma: float = 0.0,
+                     space: Space = "logit", val: GZSLProblem | None = None) -> dict[str, float | str]:
+    """The metrics of :func:`evaluate_scores` from an already reduced problem (in ``space``) and its ZSL T1."""
+    policy, fixed_gamma = parse_gamma_policy(gamma_policy, gamma)
+    if policy == "val" and val is None:
+        raise UserError(VAL_SPLIT_MISSING)
     uncalibrated = problem.result(0.0)
     gamma_oracle, h_oracle = problem.best_gamma()
     if policy == "none":
@@ -53,7 +64,7 @@ def evaluate_scores(scores: Scores, gamma_policy: str = "none", gamma: float = 0
     elif policy == "oracle":
         chosen = gamma_oracle
     else:
-        chosen = gzsl_problem(val, space).best_gamma()[0]  # type: ignore[arg-type]
+        chosen = val.best_gamma()[0]  # type: ignore[union-attr]
     calibrated = problem.result(chosen)
     area, _ = exact_curve(problem)
     return {
@@ -73,4 +84,15 @@ def evaluate_scores(scores: Scores, gamma_policy: str = "none", gamma: float = 0
     }
 
 
-__all__ = ["evaluate_scores"]
+def evaluate_epoch(decisions: EpochDecisions, index: int, gamma_policy: str = "none", gamma: float = 0.0,
+                   space: Space = "logit") -> dict[str, float | str]:
+    """The metrics of :func:`evaluate_scores` for the ``index``-th epoch of stored decisions — the same
+    numbers the full scores give (``val`` is not available: validation scores are not stored per epoch)."""
+    check_space(space)
+    logit = decisions.problem(index, "logit")
+    zsl_t1 = class_mean(logit.unseen.best_unseen == logit.unseen.labels, logit.unseen.labels)
+    return evaluate_problem(logit if space == "logit" else decisions.problem(index, space), zsl_t1,
+                            gamma_policy, gamma, space)
+
+
+__all__ = ["evaluate_epoch", "evaluate_problem", "evaluate_scores"]

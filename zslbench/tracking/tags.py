@@ -95,6 +95,7 @@ def standard_tags(cfg: "Config", data_fingerprint: str, device: str) -> dict[str
         "selection": cfg.eval.selection,
         "gamma_policy": cfg.eval.gamma_policy,
         "gamma_space": cfg.eval.gamma_space,
+        "eval_mode": cfg.eval.mode,
         "device": str(device),
         "torch.version": package_version("torch"),
         "timm.version": package_version("timm"),
