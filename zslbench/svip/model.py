@@ -93,7 +93,7 @@ class SVIP(AttributeScoring, nn.Module):
         superpatches = group(patches, self.grid)  # [B, P, 4D]
         output: dict[str, Tensor] = {}
         if self.patch_cls is not None:
-            output["patch_logits"] = self.patch_cls(superpatches).squeeze(-1)  # logit of P(unrelated)
+            output["patch_logits"] = self._patch_logits(superpatches)  # logit of P(unrelated)
         if self.training:
             tokens = add_positions(self.vit, patches)
             kept = self._source_pass(tokens, output)
@@ -102,10 +102,17 @@ class SVIP(AttributeScoring, nn.Module):
             kept = self._inference_kept(output, patches)
         features = self._contextualised_pass(patches, superpatches, kept, tokens)
         pool_all = not self.training and self.cfg.inference_pool == "all"
-        pooled = None if pool_all else similarity_mask(features, self.keep)
+        pooled = None if pool_all else similarity_mask(features, self.keep, self.cfg.pool)
         output.update(features=features, kept=kept,
                       attributes=pool_superpatches(self.p2a(features), pooled, self.cfg.pool))
         return output
+
+    def _patch_logits(self, superpatches: Tensor) -> Tensor:
+        """PatchCls → ``[B, P]``; its last layer in float32 (outside autocast): the K kept super-patches are the
+        K lowest of these logits, and bf16 would make near neighbours tie."""
+        hidden = self.patch_cls[:-1](superpatches)
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            return self.patch_cls[-1](hidden.float()).squeeze(-1)
 
     def _source_pass(self, tokens: Tensor, output: dict[str, Tensor]) -> Tensor:
         """The unmodified image; rollout pseudo-labels when patch selection is on. Returns the kept mask."""

@@ -49,15 +49,17 @@ def random_mask(batch: int, count: int, k: int, device: torch.device | str = "cp
     return top_k_mask(torch.rand(batch, count, device=device), k)
 
 
-def similarity_mask(features: Tensor, k: int) -> Tensor:
-    """The ``k`` super-patches most similar to their image's mean feature: top-k of ``m · f_iᵀ``.
+def similarity_mask(features: Tensor, k: int, pool: Literal["mean", "max"] = "mean") -> Tensor:
+    """The ``k`` super-patches most similar to their image's prototype: top-k of ``m · f_iᵀ``, with m the
+    super-patches pooled as the attribute scores are (mean, or the element-wise max with ``pool=max``, as the
+    reference implementation does).
 
-    ``features`` ``[B, n, F]``; m = mean over the n super-patches. Selection only: no gradient.
+    ``features`` ``[B, n, F]``. Selection only: no gradient.
     """
     with torch.no_grad():
         features = features.float()
-        similarity = (features * features.mean(dim=1, keepdim=True)).sum(dim=-1)
-        return top_k_mask(similarity, k)
+        prototype = features.amax(dim=1, keepdim=True) if pool == "max" else features.mean(dim=1, keepdim=True)
+        return top_k_mask((features * prototype).sum(dim=-1), k)
 
 
 def patch_targets(scores: Tensor, kept: Tensor, mode: Literal["hard", "soft"] = "hard") -> Tensor:
