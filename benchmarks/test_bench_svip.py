@@ -33,7 +33,8 @@ def models(quick):
     preset = ("synth", "tiny") if quick else ("CUB", None)
     built = {}
     for name in ("svip", "vit"):
-        cfg = resolve(name, preset[0], preset[1]).model
+        # random init: timing does not depend on the weights (and needs no download)
+        cfg = resolve(name, preset[0], preset[1], overrides=["model.pretrained=none"]).model
         torch.manual_seed(0)
         model = MODELS.get(name).build(cfg, info)
         optimizer = torch.optim.Adam([p for g in model.param_groups("full") for p in g["params"]], lr=1e-5)
