@@ -83,6 +83,9 @@ TARGETS: dict[str, Target] = {
     "help_seconds": Target("wall seconds of `zslbench --help` (subprocess, median)", "s", "<=", 0.5),
     "data_over_train": Target("images/s the synthetic image pipeline delivers ÷ images/s an SVIP training step "
                               "consumes (default synth config)", "×", ">=", 2.0),
+    "jpeg_per_core_over_svip_step": Target("images/s one core decodes and transforms (stand-in 500×375 CUB JPEGs, "
+                                           "CUB training transform) ÷ images/s an SVIP training step consumes at "
+                                           "paper geometry on this machine's CPU", "×"),
     "transzero_cached_speedup": Target("TransZero epoch extracting features on the fly ÷ epoch over the feature "
                                        "cache", "×"),
     "transzero_peak_rss_gib": Target("peak RSS of TransZero training (CUB preset model) on a float16 feature cache, "
