@@ -89,10 +89,17 @@ def data_fetch(
     force: bool = typer.Option(False, "--force", help="Replace files and folders that already exist."),
     keep_archive: bool = typer.Option(False, "--keep-archive", help="Keep the downloaded archive in <data-root>/.downloads."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the `data check` of the fetched dataset(s)."),
+    max_unpacked_gib: float = typer.Option(64.0, "--max-unpacked-gib", min=0.001,
+                                           help="Refuse an archive that unpacks to more GiB than this."),
+    max_ratio: float = typer.Option(100.0, "--max-ratio", min=1.0,
+                                    help="Refuse an archive that unpacks to more than this many times its own size "
+                                         "(checked past 64 MiB)."),
 ) -> None:
     """Download an official archive (resumable, verified) and unpack it safely into the data root.
 
-    Existing files are never replaced without --force; a failed fetch changes nothing.
+    Existing files are never replaced without --force; a failed fetch changes nothing. Archives are checked
+    end to end (CRCs, sizes, end of archive); links in them are unpacked as copies of the files they lead to
+    inside the archive, or refused; an archive that expands past the limits below is refused.
 
     Afterwards `data check` runs (exit code 1 on problems; missing images after xlsa17 alone are expected).
 
@@ -121,10 +128,11 @@ def data_fetch(
         else:
             fetch_weights(model, url=url, sha256=sha256, console=_console())
         return
-    from zslbench.data.fetch import fetch
+    from zslbench.data.fetch import UnpackLimits, fetch
 
     result = fetch(name, _data_root(data_root), url=url, sha256=sha256, force=force, keep_archive=keep_archive,
-                   check=not no_check, console=_console())
+                   check=not no_check, console=_console(),
+                   limits=UnpackLimits(max_gib=max_unpacked_gib, max_ratio=max_ratio))
     if result.check_failed:  # installed, but `data check` found problems (listed above)
         raise typer.Exit(1)
 

@@ -7,6 +7,8 @@
 * :func:`build_in_sibling` — one folder: built in a hidden sibling named after this process, then
   renamed into place; siblings left by builders that died are removed first, and a folder that
   another process finished meanwhile is kept.
+* :func:`require_inside` — a folder zslbench writes into below a root (a data root's downloads, dataset
+  folders, caches) is never followed through a link to somewhere outside that root.
 
 Files are created with the permissions the umask gives (like ``open(path, "w")``), not the 0600 of
 :func:`tempfile.mkstemp`.
@@ -106,6 +108,32 @@ def remove_torn_writes(folder: str | os.PathLike[str]) -> None:
     for leftover in Path(folder).rglob(f".*{TEMP_SUFFIX}"):
         if leftover.is_file():
             leftover.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- links
+def escapes(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path | None:
+    """Where ``path`` really leads when that is outside ``root`` once the links on its way (``root``'s own
+    included) are followed; None when it stays inside. Parts that do not exist yet count as plain names.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> (root / "out").symlink_to("/")
+    >>> escapes(root, root / "out" / "etc"), escapes(root, root / "CUB" / ".cache")
+    (PosixPath('/etc'), None)
+    """
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    inside = real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
+    return None if inside else Path(real)
+
+
+def require_inside(root: str | os.PathLike[str], path: str | os.PathLike[str], what: str = "") -> Path:
+    """``path``, when it stays inside ``root`` with every link on its way followed; else a one-line
+    :class:`UserError` — a link planted there must not redirect zslbench's writes out of ``root``."""
+    leads_to = escapes(root, path)
+    if leads_to is not None:
+        raise UserError(f"{what or path} ({path}) leads through a link to {leads_to}, outside {root}; zslbench does "
+                        "not write through it: remove the link (or replace it with a real folder) and re-run")
+    return Path(path)
 
 
 # --------------------------------------------------------------------------- folders

@@ -93,9 +93,29 @@ def _download_once(url: str, part: Path, expected_size: int | None, timeout_s: f
             part.unlink(missing_ok=True)
             raise UserError(f"{url} is {total:,} bytes but the expected file has {expected_size:,}; the file changed "
                             "upstream or the URL is wrong: pass --sha256 of the new file to accept it")
-        received = offset
-        progress.start(total, received)
-        with open(part, mode) as handle:
+        progress.start(total, offset)
+        received = _receive(response, part, mode, offset, progress)
+    if total is not None and received != total:  # Content-Length / Content-Range: the server's own size
+        if received > total:
+            part.unlink(missing_ok=True)
+            raise UserError(f"{url} sent {received:,} bytes but announced {total:,}; the server is broken or the "
+                            "file is not what it says: the partial file was deleted, download it from elsewhere")
+        raise _Retryable(f"the connection closed at byte {received:,} of {total:,}")
+
+
+def _receive(response: Any, part: Path, mode: str, offset: int, progress: "ByteProgress") -> int:
+    """Append the body of ``response`` to ``part`` (from byte ``offset``); the bytes ``part`` then holds.
+
+    A write the disk refuses — a chunk, or the buffered rest when the file is flushed and closed — deletes
+    the partial file (a full disk keeps nothing worth resuming) and is one :class:`UserError` line.
+    """
+    received = offset
+    try:
+        handle = open(part, mode)
+    except OSError as exc:
+        raise _cannot_write(part, exc) from None
+    try:
+        with handle:
             while True:
                 try:
                     chunk = response.read(CHUNK_BYTES)
@@ -103,15 +123,20 @@ def _download_once(url: str, part: Path, expected_size: int | None, timeout_s: f
                     raise _Retryable(describe(exc)) from None
                 if not chunk:
                     break
-                try:
-                    handle.write(chunk)
-                except OSError as exc:
-                    raise UserError(f"cannot write {part} ({describe(exc)}); free disk space or fix the folder's "
-                                    "permissions, then re-run to resume") from None
+                handle.write(chunk)
                 received += len(chunk)
                 progress.update(received)
-    if total is not None and received < total:
-        raise _Retryable(f"the connection closed at byte {received:,} of {total:,}")
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # the write, the flush, the fsync or the close
+        part.unlink(missing_ok=True)
+        raise _cannot_write(part, exc) from None
+    return received
+
+
+def _cannot_write(part: Path, exc: OSError) -> UserError:
+    return UserError(f"cannot write {part} ({exc.strerror or describe(exc)}); the partial download was deleted: "
+                     "free disk space or fix the folder's permissions, then re-run")
 
 
 def _open(url: str, headers: dict[str, str], timeout_s: float, offset: int):
@@ -164,25 +189,48 @@ def _content_range(value: str) -> tuple[int, int | None]:
 
 
 def verify_file(path: Path, size: int | None, sha256: str | None, md5: str | None, console: Any = None) -> str | None:
-    """None when ``path`` has the given size and checksums (each None = not checked), else what differs."""
+    """None when ``path`` has the given size and checksums (each None = not checked), else what differs.
+
+    The sha256 is computed either way and kept (:func:`file_sha256` then costs nothing): a file without a
+    published checksum is recorded by the one computed here.
+    """
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         return f"{actual_size:,} bytes, expected {size:,}"
-    if sha256 is None and md5 is None:
-        return None
-    digests = {"sha256": hashlib.sha256(), "md5": hashlib.md5(usedforsecurity=False)}
+    digests = _digests(path, console, md5=md5 is not None)
+    for name, expected in (("sha256", sha256), ("md5", md5)):
+        if expected is not None and digests[name] != expected.lower():
+            return f"{name} {digests[name]}, expected {expected.lower()}"
+    return None
+
+
+def file_sha256(path: Path, console: Any = None) -> str:
+    """The sha256 of ``path`` (remembered from :func:`verify_file` while the file is unchanged)."""
+    return _digests(path, console)["sha256"]
+
+
+_DIGESTS: dict[tuple[str, int, int, int], dict[str, str]] = {}
+
+
+def _digests(path: Path, console: Any, md5: bool = False) -> dict[str, str]:
+    status = path.stat()
+    key = (os.path.realpath(path), status.st_size, status.st_mtime_ns, status.st_ino)
+    known = _DIGESTS.get(key)
+    if known is not None and (not md5 or "md5" in known):
+        return known
+    digests = {"sha256": hashlib.sha256()}
+    if md5:
+        digests["md5"] = hashlib.md5(usedforsecurity=False)
     with ByteProgress(console, f"verifying {path.name}") as progress, open(path, "rb") as handle:
-        progress.start(actual_size, 0)
+        progress.start(status.st_size, 0)
         done = 0
         while chunk := handle.read(CHUNK_BYTES * 8):
             for digest in digests.values():
                 digest.update(chunk)
             done += len(chunk)
             progress.update(done)
-    for name, expected in (("sha256", sha256), ("md5", md5)):
-        if expected is not None and digests[name].hexdigest() != expected.lower():
-            return f"{name} {digests[name].hexdigest()}, expected {expected.lower()}"
-    return None
+    _DIGESTS[key] = {name: digest.hexdigest() for name, digest in digests.items()}
+    return _DIGESTS[key]
 
 
 class ByteProgress:

@@ -1,77 +1,76 @@
 """Installing unpacked dataset folders under the data root: renames only, and nothing replaced unless
 ``force`` (identical files are left alone; any other existing path stops the install before anything moves).
+
+The archive's tree is merged into what exists, folder by folder: a path that does not exist moves in whole
+(one rename), an identical file stays as it is, and only a path that really differs is a conflict. So
+fetching the same archive again changes nothing and says so, and a folder that is half there is completed.
+No path is written through a link that leads out of the data root.
 """
 
 from __future__ import annotations
 
-import hashlib
+import filecmp
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zslbench.core.errors import DataError, UserError
+from zslbench.core.files import require_inside
 from zslbench.data.fetch.download import describe
-from zslbench.data.fetch.sources import CHUNK_BYTES
+
+
+@dataclass
+class _Plan:
+    moves: list[tuple[Path, Path, str]] = field(default_factory=list)  # (entry, target, "move" | "replace")
+    same: list[Path] = field(default_factory=list)
+    conflicts: list[Path] = field(default_factory=list)
 
 
 def install(arranged: Path, data_root: Path, force: bool = False,
             trash: Path | None = None) -> tuple[list[Path], list[Path]]:
-    """Move each ``arranged/<dataset>/<entry>`` to ``data_root/<dataset>/<entry>`` by renames.
+    """Move each ``arranged/<dataset>/...`` path to ``data_root/<dataset>/...`` by renames.
 
-    A dataset folder that does not exist yet moves in whole. Inside an existing one, identical
-    files are left as they are; any other existing entry is a conflict: without ``force`` the
-    install stops before moving anything, with ``force`` the old entry is replaced.
-    Returns (installed paths, unchanged paths).
+    A path that does not exist yet moves in whole; existing folders are merged into, identical files left
+    as they are; any other existing path is a conflict: without ``force`` the install stops before moving
+    anything, with ``force`` the old path is replaced. Returns (installed paths, unchanged files).
     """
-    plan: list[tuple[Path, Path, str]] = []
-    conflicts: list[Path] = []
+    plan = _Plan()
     for folder in sorted(arranged.iterdir()):
-        destination = data_root / folder.name
-        if not destination.exists():
-            plan.append((folder, destination, "move"))
-            continue
-        if not destination.is_dir():
-            conflicts.append(destination)
-            continue
-        for entry in sorted(folder.iterdir()):
-            target = destination / entry.name
-            if not (target.exists() or target.is_symlink()):
-                plan.append((entry, target, "move"))
-            elif entry.is_file() and target.is_file() and _same_file(entry, target):
-                plan.append((entry, target, "same"))
-            elif force:
-                plan.append((entry, target, "replace"))
-            else:
-                conflicts.append(target)
-    if conflicts:
-        shown = ", ".join(str(p) for p in conflicts[:3]) + (" ..." if len(conflicts) > 3 else "")
-        raise UserError(f"{len(conflicts)} path(s) already exist and differ from the archive ({shown}); nothing was "
-                        "changed: pass --force to replace them, or move them away first")
+        _plan(folder, data_root / folder.name, data_root, force, plan)
+    if plan.conflicts:
+        shown = ", ".join(str(p) for p in plan.conflicts[:3]) + (" ..." if len(plan.conflicts) > 3 else "")
+        same = f" ({len(plan.same)} other file(s) are identical)" if plan.same else ""
+        raise UserError(f"{len(plan.conflicts)} path(s) already exist and differ from the archive ({shown}){same}; "
+                        "nothing was changed: pass --force to replace them, or move them away first")
     trash = trash or arranged.parent / "trash"
-    installed, unchanged = [], []
-    for number, (entry, target, action) in enumerate(plan):
-        if action == "same":
-            unchanged.append(target)
-            continue
+    installed = []
+    for number, (entry, target, action) in enumerate(plan.moves):
         if action == "replace":
             trash.mkdir(exist_ok=True)
             os.replace(target, trash / f"{number}-{target.name}")
         os.replace(entry, target)
         installed.append(target)
-    return installed, unchanged
+    return installed, plan.same
+
+
+def _plan(entry: Path, target: Path, data_root: Path, force: bool, plan: _Plan) -> None:
+    """What to do with ``entry`` (unpacked) at ``target`` (under the data root), recursively."""
+    require_inside(data_root, target, "a path of the data root")
+    if not os.path.lexists(target):
+        plan.moves.append((entry, target, "move"))
+    elif entry.is_dir() and target.is_dir() and not target.is_symlink():
+        for child in sorted(entry.iterdir()):
+            _plan(child, target / child.name, data_root, force, plan)
+    elif entry.is_file() and target.is_file() and not target.is_symlink() and _same_file(entry, target):
+        plan.same.append(target)
+    elif force:
+        plan.moves.append((entry, target, "replace"))
+    else:
+        plan.conflicts.append(target)
 
 
 def _same_file(first: Path, second: Path) -> bool:
-    if first.stat().st_size != second.stat().st_size:
-        return False
-    return _sha256(first) == _sha256(second)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES * 8):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return filecmp.cmp(first, second, shallow=False)
 
 
 def remove_if_empty(folder: Path) -> None:
