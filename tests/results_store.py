@@ -36,6 +36,8 @@ class RunSpec:
     val_gamma: float | None = None
     parent: str | None = None
     fingerprint: str = "f" * 64
+    decisions: bytes | None = None  # the bytes of a scores/epochs.npz (per-epoch decisions)
+    mode: str = "standard"
 
 
 def score_arrays(seed: int, kept: bool = False, superpatches: int = 4) -> dict[str, np.ndarray]:
@@ -62,7 +64,7 @@ def make_run(client: Any, experiment_id: str, spec: RunSpec, tmp: Path) -> str:
     tags = {"model": spec.model, "dataset": spec.dataset, "ablations": spec.ablations, "seed": str(spec.seed),
             "selection": spec.selection, "gamma_policy": spec.gamma_policy, "gamma_space": spec.gamma_space,
             "zslbench.protocol": spec.protocol, "data.fingerprint": spec.fingerprint, "git.commit": "abc1234def",
-            "git.dirty": "false"}
+            "git.dirty": "false", "eval_mode": spec.mode}
     if spec.parent:
         tags["mlflow.parentRunId"] = spec.parent
     run = client.create_run(experiment_id, tags=tags, run_name=f"{spec.model}-{spec.dataset}-s{spec.seed}")
@@ -83,6 +85,11 @@ def make_run(client: Any, experiment_id: str, spec: RunSpec, tmp: Path) -> str:
         named = tmp / run_id / "test_scores.npz"
         named.parent.mkdir(parents=True, exist_ok=True)
         path.rename(named)
+        client.log_artifact(run_id, str(named), "scores")
+    if spec.decisions is not None:
+        named = tmp / run_id / "epochs.npz"
+        named.parent.mkdir(parents=True, exist_ok=True)
+        named.write_bytes(spec.decisions)
         client.log_artifact(run_id, str(named), "scores")
     client.log_text(run_id, json.dumps({**final, "model": spec.model, "seed": spec.seed}), "final.json")
     client.set_terminated(run_id, status=spec.status)

@@ -255,3 +255,79 @@ def test_paper_mode_refuses_another_gamma_or_selection_policy() -> None:
         resolve(overrides=["eval.mode=apn", "eval.gamma_policy=oracle"])
     with pytest.raises(ConfigError, match="eval.mode"):
         resolve(overrides=["eval.mode=official"])
+
+
+# --------------------------------------------------------------------------- tables recompute from the stored file
+@pytest.fixture(scope="module")
+def mode_store(tmp_path_factory):
+    from results_store import RunSpec, make_store
+
+    tmp = tmp_path_factory.mktemp("modes")
+    stored = epochs.to_bytes(hand_decisions())
+    uri, ids = make_store(tmp, {
+        "modes": [RunSpec(dataset="SUN", decisions=stored, selection="oracle",
+                          metrics={"zsl_t1": 0.11, "gzsl_h": 0.22})],  # logged numbers: replaced on re-evaluation
+        "old": [RunSpec(dataset="SUN")],                                # logged before runs stored decisions
+    })
+    return uri, ids
+
+
+def cells(table) -> dict[tuple[str, str], object]:
+    (block,) = table.blocks
+    (row,) = block.rows
+    return row.cells
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("svip", {"zsl_t1": 1.0, "gzsl_u": 2 / 3, "gzsl_s": 1.0, "gzsl_h": 0.8}),
+    ("transzero", {"zsl_t1": 1.0, "gzsl_u": 0.75, "gzsl_s": 1.0, "gzsl_h": 6 / 7}),
+    ("apn", {"zsl_t1": 1.0, "gzsl_u": 1.0, "gzsl_s": 1 / 3, "gzsl_h": 0.5}),   # SUN: γ = 0.4
+])
+def test_table_mode_recomputes_the_hand_case_from_the_stored_decisions(mode_store, mode, expected) -> None:
+    from zslbench.results.render import render
+    from zslbench.results.tables import experiment_table
+
+    uri, _ = mode_store
+    table = experiment_table("main", "modes", tracking_uri=uri, mode=mode)
+    got = cells(table)
+    for metric, value in expected.items():
+        assert got[("SUN", metric)].mean == pytest.approx(value) and got[("SUN", metric)].oracle, metric
+    assert ("SUN", "ausuc") not in got  # no paper reports AUSUC
+    assert f"Paper reporting mode {mode}†" in render(table, "markdown")
+
+
+def test_table_oracle_selection_is_reapplied_over_every_stored_epoch(mode_store) -> None:
+    from zslbench.results.tables import experiment_table
+
+    uri, _ = mode_store
+    got = cells(experiment_table("main", "modes", tracking_uri=uri, gamma_policy="none"))
+    # γ = 0, per-class (the protocol): H per epoch 0.625, 6/7, 0.5 → epoch 1; T1 per epoch 1, 0.75, 1 → epoch 0
+    assert (got[("SUN", "gzsl_h")].mean, got[("SUN", "zsl_t1")].mean) == pytest.approx((6 / 7, 1.0))
+
+
+def test_table_mode_needs_decisions_and_no_gamma_policy(mode_store) -> None:
+    from zslbench.core.errors import UserError
+    from zslbench.results.tables import experiment_table
+
+    uri, ids = mode_store
+    with pytest.raises(UserError, match=rf"no scores/epochs.npz to recompute --mode svip from \({ids['old'][0]}\)"):
+        experiment_table("main", "old", tracking_uri=uri, mode="svip")
+    with pytest.raises(UserError, match="drop --gamma-policy"):
+        experiment_table("main", "modes", tracking_uri=uri, mode="apn", gamma_policy="oracle")
+    with pytest.raises(UserError, match="unknown evaluation mode 'official'"):
+        experiment_table("main", "modes", tracking_uri=uri, mode="official")
+
+
+def test_cli_table_mode(mode_store, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    uri, _ = mode_store
+    ok = subprocess.run([sys.executable, "-m", "zslbench.cli", "table", "main", "--mode", "transzero", "--format",
+                         "markdown", "--experiment", "modes", "--tracking-uri", uri], capture_output=True, text=True,
+                        cwd=tmp_path, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    assert "85.7†" in ok.stdout and "Paper reporting mode transzero†" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "zslbench.cli", "table", "main", "--mode", "best", "--experiment",
+                          "modes", "--tracking-uri", uri], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert bad.returncode == 2 and "unknown evaluation mode 'best'" in bad.stderr and "Traceback" not in bad.stderr

@@ -8,6 +8,7 @@ import pytest
 
 from results_store import RunSpec, make_store
 from zslbench.core.errors import UserError
+from zslbench.core.version import PROTOCOL_VERSION
 from zslbench.results.report import write_report
 
 
@@ -31,7 +32,7 @@ def test_report_has_tables_plots_and_provenance(store, tmp_path: Path) -> None:
         assert section in markdown
     for run_id in ids:
         assert run_id in markdown and run_id in page
-    assert "protocol version 1" in markdown and "abc1234def" in markdown
+    assert f"protocol version {PROTOCOL_VERSION}" in markdown and "abc1234def" in markdown
     assert "![Seen–unseen curves](figures/ausuc.png)" in markdown
     assert (tmp_path / "report" / "figures" / "ausuc.png").stat().st_size > 5000
     assert page.startswith("<!DOCTYPE html>") and page.count("data:image/png;base64,") == 2  # curves + sensitivity

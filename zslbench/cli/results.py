@@ -17,12 +17,15 @@ TableOutOpt = typer.Option(None, "--out", "-o", help="Write the table to this fi
 GammaPolicyOpt = typer.Option(None, "--gamma-policy", help="Recompute every run's metrics from its stored test scores "
                               "under this γ policy: none | val | oracle (oracle = chosen on test, marked †).")
 ProtocolOpt = typer.Option(None, "--protocol", help="Use only runs of this protocol (metric-code) version.")
+ModeOpt = typer.Option(None, "--mode", help="Report every run as one paper did, recomputed from its stored per-epoch "
+                       "decisions: svip | transzero | apn (test-selected, marked †; docs/PROTOCOL.md lists each "
+                       "difference), or standard (the default protocol, as logged).")
 ReportedOpt = typer.Option(False, "--reported", help="Add the published numbers as a separate, unranked block.")
 
 
 def _emit_table(kind: str, experiment: str, fmt: str, out: Optional[Path], tracking_uri: Optional[str],
                 gamma_policy: Optional[str], protocol: Optional[str], reported: bool = False,
-                param: Optional[str] = None) -> None:
+                param: Optional[str] = None, mode: Optional[str] = None) -> None:
     from zslbench.results.render import FORMATS, render
     from zslbench.results.tables import experiment_table
 
@@ -31,7 +34,7 @@ def _emit_table(kind: str, experiment: str, fmt: str, out: Optional[Path], track
 
         raise unknown_name("format", fmt, FORMATS)
     table = experiment_table(kind, experiment, tracking_uri=tracking_uri or "", param=param, reported=reported,
-                             gamma_policy=gamma_policy, protocol=protocol)
+                             gamma_policy=gamma_policy, protocol=protocol, mode=mode)
     text = render(table, fmt)
     if out is None:
         typer.echo(text, nl=False)
@@ -49,6 +52,7 @@ def table_main(
     reported: bool = ReportedOpt,
     out: Optional[Path] = TableOutOpt,
     gamma_policy: Optional[str] = GammaPolicyOpt,
+    mode: Optional[str] = ModeOpt,
     protocol: Optional[str] = ProtocolOpt,
     tracking_uri: Optional[str] = TrackingUriOpt,
 ) -> None:
@@ -61,8 +65,10 @@ def table_main(
       zslbench table main --reported --out main.tex
 
       zslbench table main --gamma-policy oracle --format markdown   # how much does test-set γ inflate H?
+
+      zslbench table main --mode svip --reported   # as the SVIP paper reported (†), beside its published rows
     """
-    _emit_table("main", experiment, fmt, out, tracking_uri, gamma_policy, protocol, reported=reported)
+    _emit_table("main", experiment, fmt, out, tracking_uri, gamma_policy, protocol, reported=reported, mode=mode)
 
 
 @table_app.command("ablation")
@@ -72,6 +78,7 @@ def table_ablation(
     reported: bool = ReportedOpt,
     out: Optional[Path] = TableOutOpt,
     gamma_policy: Optional[str] = GammaPolicyOpt,
+    mode: Optional[str] = ModeOpt,
     protocol: Optional[str] = ProtocolOpt,
     tracking_uri: Optional[str] = TrackingUriOpt,
 ) -> None:
@@ -79,7 +86,7 @@ def table_ablation(
 
     Example: zslbench table ablation --format latex > ablation.tex
     """
-    _emit_table("ablation", experiment, fmt, out, tracking_uri, gamma_policy, protocol, reported=reported)
+    _emit_table("ablation", experiment, fmt, out, tracking_uri, gamma_policy, protocol, reported=reported, mode=mode)
 
 
 @table_app.command("sensitivity")
@@ -89,6 +96,7 @@ def table_sensitivity(
     fmt: str = FormatOpt,
     out: Optional[Path] = TableOutOpt,
     gamma_policy: Optional[str] = GammaPolicyOpt,
+    mode: Optional[str] = ModeOpt,
     protocol: Optional[str] = ProtocolOpt,
     tracking_uri: Optional[str] = TrackingUriOpt,
 ) -> None:
@@ -96,7 +104,7 @@ def table_sensitivity(
 
     Example: zslbench table sensitivity temperature --format markdown
     """
-    _emit_table("sensitivity", experiment, fmt, out, tracking_uri, gamma_policy, protocol, param=param)
+    _emit_table("sensitivity", experiment, fmt, out, tracking_uri, gamma_policy, protocol, param=param, mode=mode)
 
 
 @plot_app.command("sensitivity")

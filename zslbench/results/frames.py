@@ -47,23 +47,24 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 #: Metrics shown by the tables (fractions in [0, 1]).
 TABLE_METRICS = tuple(REPORTED_METRICS)
 #: Keys that identify a configuration, whatever its hyperparameters.
-IDENTITY_KEYS = ("model", "dataset", "ablations", "protocol", "gamma_policy", "gamma_space", "selection",
+IDENTITY_KEYS = ("model", "dataset", "ablations", "protocol", "gamma_policy", "gamma_space", "selection", "mode",
                  "data_fingerprint")
 #: Config params that never split a configuration (they do not change the numbers, or only by seed).
 NUISANCE_PARAMS = frozenset({
     "train.seed", "train.device", "train.threads", "train.amp", "train.eval_every", "eval.batch_size",
-    "eval.gamma_policy", "eval.selection", "eval.gamma_space", "data.root", "data.image_root", "preset",
+    "eval.gamma_policy", "eval.selection", "eval.gamma_space", "eval.mode", "data.root", "data.image_root", "preset",
     "ablations", "model.name",
 })
 NUISANCE_PREFIXES = ("track.",)
 PARAM_PREFIXES = ("model.", "train.", "eval.", "data.")
 TAG_COLUMNS = {
     "model": "model", "dataset": "dataset", "ablations": "ablations", "seed": "seed", "selection": "selection",
-    "gamma_policy": "gamma_policy", "gamma_space": "gamma_space", "zslbench.protocol": "protocol",
+    "gamma_policy": "gamma_policy", "gamma_space": "gamma_space", "eval_mode": "mode", "zslbench.protocol": "protocol",
     "data.fingerprint": "data_fingerprint", "git.commit": "git_commit", "git.dirty": "git_dirty",
     "mlflow.parentRunId": "parent_run_id", "mlflow.runName": "run_name",
 }
 _STRING_DEFAULTS = {"ablations": "none", "selection": "final", "gamma_policy": "none", "gamma_space": "logit",
+                    "mode": "standard",
                     "protocol": "unknown", "data_fingerprint": "", "git_commit": "unknown", "git_dirty": "unknown",
                     "parent_run_id": "", "run_name": "", "model": "unknown", "dataset": "unknown"}
 
@@ -142,7 +143,7 @@ def run_row(run: "Run") -> dict[str, Any]:
     row["seed"] = _as_int(tags.get("seed", params.get("train.seed")))
     if row["ablations"] in ("", "[]"):
         row["ablations"] = "none"
-    row["oracle"] = row["selection"] == "oracle" or row["gamma_policy"] == "oracle"
+    row["oracle"] = row["selection"] == "oracle" or row["gamma_policy"] == "oracle" or row["mode"] != "standard"
     for key, value in params.items():
         if key.startswith(PARAM_PREFIXES):
             row[key] = value
@@ -296,9 +297,20 @@ def policy_sentence(gamma: str, space: str, selection: str) -> str:
     """The footnote sentence for a γ policy, γ space and epoch-selection policy."""
     gamma_text = {"none": "no calibration (γ = 0)", "oracle": "γ chosen on the test set†",
                   "val": "γ chosen on validation data", "fixed": "a fixed γ"}.get(gamma, f"γ policy {gamma}")
-    selection_text = {"final": "the last epoch", "oracle": "the epoch with the best test H†",
+    selection_text = {"final": "the last epoch", "oracle": "the epoch with the best test H (T1: the best test T1)†",
                       "val": "the epoch chosen on validation data"}.get(selection, f"selection {selection}")
     return f"Epoch selection: {selection_text}; calibrated stacking: {gamma_text} ({space} space)."
+
+
+def mode_sentence(mode: str) -> str:
+    """The footnote sentence for a paper reporting mode.
+
+    >>> mode_sentence("apn").startswith("Paper reporting mode apn†")
+    True
+    """
+    from zslbench.metrics.paper import MODE_SUMMARIES
+
+    return f"Paper reporting mode {mode}† (every number test-selected): {MODE_SUMMARIES[mode]}; no AUSUC."
 
 
 def warn(message: str) -> None:
@@ -308,6 +320,6 @@ def warn(message: str) -> None:
 
 __all__ = [
     "IDENTITY_KEYS", "TABLE_METRICS", "aggregate", "check_protocols", "experiment_names", "hyperparameter_columns",
-    "load_runs", "method_label", "param_columns", "policy_sentence", "require_experiment",
+    "load_runs", "method_label", "mode_sentence", "param_columns", "policy_sentence", "require_experiment",
     "run_row", "runs_frame", "varying_hyperparameters",
 ]

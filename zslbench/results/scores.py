@@ -17,6 +17,14 @@ itself chose on its validation protocol (final metric ``val_gamma``, logged when
 ``eval.gamma_policy=val`` or ``eval.selection=val``) is applied. A run with neither cannot be
 re-evaluated under ``val`` (a :class:`UserError` names it).
 
+Epoch selection ``oracle`` (†) is re-applied over every epoch: a run that stored its per-epoch decisions
+(``scores/epochs.npz``, :mod:`zslbench.metrics.epochs`) is re-evaluated at every epoch under the new γ
+policy, then U/S/H come from the best-H epoch and T1 from the best-T1 epoch (``val`` needs validation
+scores per epoch, which are not stored: the selected epoch's scores are used, as for runs without decisions).
+
+Paper reporting modes (:func:`reevaluate_mode`): every run's numbers recomputed as one paper reported
+them (:func:`zslbench.metrics.paper_result`) from its per-epoch decisions — always test-selected (†).
+
 Downloads are cached per run under ``<tmp>/zslbench-artifacts/<run id>/`` (finished runs never
 change their artifacts).
 """
@@ -35,9 +43,12 @@ from zslbench.core.version import PROTOCOL_VERSION
 from zslbench.core.errors import UserError, unknown_name
 
 if TYPE_CHECKING:  # pragma: no cover
-    from zslbench.metrics import Scores
+    from zslbench.metrics import EpochDecisions, Scores
 
 SCORES_ARTIFACT = "scores/test_scores.npz"
+DECISIONS_ARTIFACT = "scores/epochs.npz"
+#: The numbers a paper mode replaces (AUSUC is no part of any paper's protocol: it is left out).
+MODE_METRICS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "gamma", "gzsl_u_max", "gzsl_s_max", "ausuc")
 RESOLVED_ARTIFACT = "resolved.yaml"
 REEVALUATION_POLICIES = ("none", "val", "oracle")
 
@@ -94,6 +105,31 @@ def load_validation_scores(run_id: str, tracking_uri: str = "", cache_dir: Path 
     return None if scores_file.missing_keys(arrays, "val") else scores_file.from_arrays(arrays, split="val")
 
 
+def load_decisions(run_id: str, tracking_uri: str = "", cache_dir: Path | None = None,
+                   required: bool = True) -> EpochDecisions | None:
+    """A run's per-epoch decisions (``scores/epochs.npz``), or None when absent and not ``required``."""
+    from zslbench.metrics import epochs
+
+    path = download_artifact(run_id, DECISIONS_ARTIFACT, tracking_uri, cache_dir, required=required)
+    return None if path is None else epochs.load(path)
+
+
+def selected_metrics(decisions: EpochDecisions, selection: str, policy: str, space: str = "logit") -> dict[str, Any]:
+    """Epoch selection ``final`` or ``oracle`` (†) re-applied under γ ``policy`` on per-epoch decisions: every
+    epoch evaluated; under ``oracle`` U/S/H (with γ and AUSUC) from the best-H epoch, T1 from the best-T1 epoch."""
+    from zslbench.metrics import evaluate_epoch, select_epoch
+
+    rows = [{"epoch": int(epoch), **evaluate_epoch(decisions, i, policy, space=space)}
+            for i, epoch in enumerate(decisions.epochs)]
+    choice = select_epoch(rows, selection)
+    metrics = dict(rows[choice.epoch_h])
+    metrics["zsl_t1"] = rows[choice.epoch_t1]["zsl_t1"]
+    metrics["selected_epoch"] = float(rows[choice.epoch_h]["epoch"])
+    metrics["selected_epoch_t1"] = float(rows[choice.epoch_t1]["epoch"])
+    del metrics["epoch"]
+    return metrics
+
+
 def evaluate_run_scores(scores: Scores, policy: str, space: str = "logit", val_gamma: float | None = None,
                         run_id: str = "", val: Scores | None = None) -> dict[str, Any]:
     """Protocol metrics of one run's stored scores under γ ``policy`` (none | val | oracle).
@@ -139,9 +175,15 @@ def reevaluate(frame: pl.DataFrame, policy: str, tracking_uri: str = "", cache_d
             missing.append(run_id)
             continue
         val_gamma = record.get("val_gamma")
+        selection = record.get("selection") or "final"
+        decisions = load_decisions(run_id, tracking_uri, cache_dir, required=False) \
+            if selection in ("final", "oracle") and policy != "val" else None
         try:
-            metrics = evaluate_run_scores(scores, policy, record.get("gamma_space") or "logit", val_gamma, run_id,
-                                          val=val)
+            if decisions is not None:
+                metrics = selected_metrics(decisions, selection, policy, record.get("gamma_space") or "logit")
+            else:
+                metrics = evaluate_run_scores(scores, policy, record.get("gamma_space") or "logit", val_gamma, run_id,
+                                              val=val)
         except UserError:
             no_val.append(run_id)
             continue
@@ -160,9 +202,51 @@ def reevaluate(frame: pl.DataFrame, policy: str, tracking_uri: str = "", cache_d
     return result.with_columns(
         pl.lit(policy).alias("gamma_policy"),
         pl.lit(PROTOCOL_VERSION).alias("protocol"),
+        pl.lit("standard").alias("mode"),  # a run logged under a paper mode gets the protocol's numbers here
         ((pl.col("selection") == "oracle") | pl.lit(policy == "oracle")).alias("oracle"),
-    ).select([c for c in frame.columns] + [c for c in replaced if c not in frame.columns])
+    ).select([c for c in frame.columns if c != "mode"] + ["mode"] + [c for c in replaced if c not in frame.columns])
 
 
-__all__ = ["REEVALUATION_POLICIES", "SCORES_ARTIFACT", "cache_root", "download_artifact", "evaluate_run_scores",
-           "load_scores", "load_validation_scores", "reevaluate"]
+def reevaluate_mode(frame: pl.DataFrame, mode: str, tracking_uri: str = "", cache_dir: Path | None = None) -> pl.DataFrame:
+    """The runs frame with every run's numbers recomputed under paper ``mode`` (svip | transzero | apn) from its
+    per-epoch decisions; ``mode`` and ``oracle`` (always: test-selected) set, AUSUC left out. Runs without
+    stored decisions are named in one UserError line."""
+    from zslbench.metrics import PAPER_MODES, paper_result
+
+    if mode not in PAPER_MODES:
+        raise unknown_name("paper reporting mode", mode, PAPER_MODES)
+    updates: list[dict[str, Any]] = []
+    missing: list[str] = []
+    for record in frame.iter_rows(named=True):
+        run_id = record["run_id"]
+        try:
+            decisions = load_decisions(run_id, tracking_uri, cache_dir)
+        except UserError:
+            missing.append(run_id)
+            continue
+        result = paper_result(mode, decisions, record["dataset"])  # type: ignore[arg-type]
+        row: dict[str, Any] = {"run_id": run_id, "ausuc": None}
+        for key in MODE_METRICS[:-1]:
+            value = float(getattr(result, key))
+            row[key] = None if np.isnan(value) else value
+        row["selected_epoch"] = None if result.epoch_h is None else float(result.epoch_h)
+        row["selected_epoch_t1"] = None if result.epoch_t1 is None else float(result.epoch_t1)
+        updates.append(row)
+    if missing:
+        raise UserError(f"{len(missing)} run(s) have no {DECISIONS_ARTIFACT} to recompute --mode {mode} from "
+                        f"({', '.join(missing[:5])}{', …' if len(missing) > 5 else ''}); they were logged before runs "
+                        "stored their per-epoch decisions (or with track.log_scores off) — re-run them")
+    schema = {c: (pl.Utf8 if c == "run_id" else pl.Float64) for c in updates[0]} if updates else {}
+    recomputed = pl.DataFrame(updates, schema=schema)
+    replaced = [c for c in recomputed.columns if c != "run_id"]
+    result_frame = frame.drop([c for c in replaced if c in frame.columns]).join(recomputed, on="run_id", how="left")
+    return result_frame.with_columns(
+        pl.lit(mode).alias("mode"),
+        pl.lit(PROTOCOL_VERSION).alias("protocol"),
+        pl.lit(True).alias("oracle"),
+    ).select([c for c in frame.columns if c != "mode"] + ["mode"] + [c for c in replaced if c not in frame.columns])
+
+
+__all__ = ["DECISIONS_ARTIFACT", "REEVALUATION_POLICIES", "SCORES_ARTIFACT", "cache_root", "download_artifact",
+           "evaluate_run_scores", "load_decisions", "load_scores", "load_validation_scores", "selected_metrics",
+           "reevaluate", "reevaluate_mode"]

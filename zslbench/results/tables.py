@@ -28,8 +28,8 @@ from zslbench.catalogue import (ABLATIONS, MODELS, ablation_families, display_na
                                  sensitivity_spaces, swept_key)
 from zslbench.core.errors import UserError, unknown_name
 from zslbench.metrics import REPORTED_METRICS
-from zslbench.results.frames import (TABLE_METRICS, aggregate, check_protocols, method_label, policy_sentence,
-                                     warn)
+from zslbench.results.frames import (TABLE_METRICS, aggregate, check_protocols, method_label, mode_sentence,
+                                     policy_sentence, warn)
 
 TABLE_KINDS = ("main", "ablation", "sensitivity")
 METRIC_HEADERS = REPORTED_METRICS
@@ -109,19 +109,31 @@ def build_table(kind: str, frame: pl.DataFrame, *, param: str | None = None, rep
 
 def experiment_table(kind: str, experiment: str = "zslbench", *, tracking_uri: str = "", param: str | None = None,
                      reported: bool = False, gamma_policy: str | None = None, protocol: str | None = None,
-                     cache_dir: Any = None) -> Table:
+                     cache_dir: Any = None, mode: str | None = None) -> Table:
     """Load the finished runs of ``experiment`` and build table ``kind`` from them.
 
     ``gamma_policy`` (none | val | oracle) recomputes every run's metrics from its stored test
-    scores under that γ policy first (:func:`zslbench.results.scores.reevaluate`).
+    scores under that γ policy first (:func:`zslbench.results.scores.reevaluate`); ``mode`` (svip |
+    transzero | apn) recomputes them as that paper reported them (†,
+    :func:`zslbench.results.scores.reevaluate_mode`); ``standard`` (or None) shows them as logged.
     """
+    from zslbench.metrics import check_mode
     from zslbench.results.frames import load_runs
 
     if kind not in TABLE_KINDS:
         raise unknown_name("table", kind, TABLE_KINDS)
     if kind == "sensitivity":
         sensitivity_column(param or "")
+    paper_mode = check_mode(mode) if mode not in (None, "standard") else None
+    if paper_mode is not None and gamma_policy is not None:
+        raise UserError(f"--mode {paper_mode} fixes γ as that paper did; drop --gamma-policy (or use --mode standard)")
     frame = load_runs(experiment, tracking_uri)
+    if paper_mode is not None:
+        from zslbench.results.scores import reevaluate_mode
+
+        frame = reevaluate_mode(check_protocols(frame, protocol) if protocol else frame, paper_mode, tracking_uri,
+                                cache_dir)
+        return build_table(kind, frame, param=param, reported=reported, experiment=experiment)
     if gamma_policy is not None:
         from zslbench.results.scores import reevaluate
 
@@ -314,6 +326,10 @@ def _ablation_row(model: str, ablations: str) -> tuple[str, str]:
 
 
 def _policy(row: dict[str, Any]) -> str:
+    """The row's reporting policy: ``gamma/space/selection``, or ``paper:<mode>`` under a paper mode."""
+    mode = row.get("mode") or "standard"
+    if mode != "standard":
+        return f"paper:{mode}"
     return f"{row['gamma_policy']}/{row['gamma_space']}/{row['selection']}"
 
 
@@ -338,17 +354,23 @@ def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> 
             keys = sorted(k for k in params[i] if len({params[j].get(k) for j in peers}) > 1)
             if keys:
                 labels[i] += " (" + ", ".join(f"{k.split('.')[-1]}={params[i][k]}" for k in keys) + ")"
+    majority_space = majority.split("/")[1] if "/" in majority else ""
     for i, record in enumerate(records):
-        if policies[i] != majority:
+        if policies[i] != majority and policies[i].startswith("paper:"):
+            labels[i] += f" [paper mode {policies[i].split(':', 1)[1]}]"
+        elif policies[i] != majority:
             labels[i] += f" [γ {record['gamma_policy']}, epoch {record['selection']}" + \
-                (f", {record['gamma_space']}" if record["gamma_space"] != majority.split("/")[1] else "") + "]"
+                (f", {record['gamma_space']}" if record["gamma_space"] != majority_space else "") + "]"
     seen: set[tuple[str, str]] = set()
     for i, record in enumerate(records):
         if (labels[i], record["dataset_label"]) in seen:
             labels[i] += f" [run {record['run_ids'][0][:8]}]"
         seen.add((labels[i], record["dataset_label"]))
-    gamma, space, selection = majority.split("/")
-    notes = [policy_sentence(gamma, space, selection)]
+    if majority.startswith("paper:"):
+        notes = [mode_sentence(majority.split(":", 1)[1])]
+    else:
+        gamma, space, selection = majority.split("/")
+        notes = [policy_sentence(gamma, space, selection)]
     mixed = sorted(set(policies) - {majority})
     if mixed:
         warn(f"this table mixes γ/selection policies (most rows: {majority}; others: {', '.join(mixed)}); "
@@ -376,7 +398,8 @@ def _rows(grouped: pl.DataFrame, labels: list[str], order: list[int], metrics: S
             mean = record.get(f"{metric}_mean")
             if mean is None or (isinstance(mean, float) and math.isnan(mean)):
                 continue
-            oracle = record["selection"] == "oracle" or (record["gamma_policy"] == "oracle" and metric in GAMMA_METRICS)
+            oracle = record["selection"] == "oracle" or (record["gamma_policy"] == "oracle" and metric in GAMMA_METRICS) \
+                or (record.get("mode") or "standard") != "standard"
             row.cells[(record["dataset_label"], metric)] = Cell(mean, record.get(f"{metric}_std"),
                                                                 int(record.get(f"{metric}_n") or 0), oracle)
     return list(merged.values())
@@ -409,8 +432,12 @@ def _finish(table: Table, grouped: pl.DataFrame, notes: list[str], reported: boo
     if any(cell.n > 1 for block in table.blocks for row in block.rows for cell in row.cells.values()):
         seeds = sorted({c.n for b in table.blocks for r in b.rows for c in r.cells.values() if c.n})
         table.notes.append(f"Mean ± sample std over seeds (n = {', '.join(map(str, seeds))}).")
-    table.notes.append("T1: ZSL per-class top-1 on unseen classes; U, S, H: GZSL per-class accuracies and their "
-                       "harmonic mean; AUSUC: area under the seen-unseen curve (calibration-free); in %.")
+    if majority.startswith("paper:"):
+        table.notes.append("T1: ZSL top-1 on unseen classes; U, S, H: GZSL accuracies and their harmonic mean, each "
+                           "computed as the paper's code computes it (above); in %.")
+    else:
+        table.notes.append("T1: ZSL per-class top-1 on unseen classes; U, S, H: GZSL per-class accuracies and their "
+                           "harmonic mean; AUSUC: area under the seen-unseen curve (calibration-free); in %.")
     if reported:
         table.notes.append(REPORTED_NOTE)
 
