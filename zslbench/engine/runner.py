@@ -204,7 +204,15 @@ def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: P
         "model": cfg.model.name,
         "dataset": cfg.data.dataset,
         "ablations": list(cfg.ablations),
+        "mode": cfg.eval.mode,
     })
+    decisions = epoch_decisions(out_dir, evaluated, info, score_scale(cfg))
+    if cfg.eval.mode != "standard":  # the paper's numbers replace the protocol's (every metric key)
+        if decisions is None:
+            raise UserError(f"eval.mode={cfg.eval.mode} needs every evaluated epoch's scores under {out_dir / 'scores'}")
+        final = {k: v for k, v in final.items() if not _is_metric(k)} | paper_final(cfg.eval.mode, decisions,
+                                                                                   cfg.data.dataset)
+        row = {"epoch": final.get("selected_epoch", row["epoch"])}
     tracker.log_metrics({f"final_{k}": float(v) for k, v in final.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=cfg.train.epochs)
     fault_point("finalize")
@@ -213,7 +221,15 @@ def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: P
         from zslbench.metrics import scores_file
 
         tracker.log_scores("test_scores", **scores_file.to_arrays(_stored_scores(scores, info)))
+    if decisions is not None and cfg.track.log_scores:
+        tracker.log_scores("epochs", **epoch_file.to_arrays(decisions))
     return final
+
+
+def _is_metric(key: str) -> bool:
+    """A key of an epoch's metrics (replaced wholesale by a paper mode's numbers)."""
+    return key.startswith(("zsl_", "gzsl_", "ausuc", "val_", "patch_", "selected_epoch")) or key in ("gamma",
+                                                                                                 "gamma_oracle")
 
 
 def _stored_scores(path: Path, info=None):
@@ -222,15 +238,7 @@ def _stored_scores(path: Path, info=None):
     from zslbench.metrics import scores_file
 
     if info is None:
-        "mode": cfg.eval.mode,
         return scores_file.load(path)
-    decisions = epoch_decisions(out_dir, evaluated, info, score_scale(cfg))
-    if cfg.eval.mode != "standard":  # the paper's numbers replace the protocol's (every metric key)
-        if decisions is None:
-            raise UserError(f"eval.mode={cfg.eval.mode} needs every evaluated epoch's scores under {out_dir / 'scores'}")
-        final = {k: v for k, v in final.items() if not _is_metric(k)} | paper_final(cfg.eval.mode, decisions,
-                                                                                   cfg.data.dataset)
-        row = {"epoch": final.get("selected_epoch", row["epoch"])}
     return scores_file.load(path, seen_classes=info.seen_classes, unseen_classes=info.unseen_classes)
 
 
@@ -239,16 +247,8 @@ def needs_validation(cfg: Config) -> bool:
 
 
 def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) -> list[dict[str, Any]]:
-    if decisions is not None and cfg.track.log_scores:
-        tracker.log_scores("epochs", **epoch_file.to_arrays(decisions))
     """The validation protocol (PROTOCOL.md §3): train on the train classes with 20 % of their images held
     out, treat the val classes as unseen, and record per epoch the γ that maximises validation H.
-
-def _is_metric(key: str) -> bool:
-    """A key of an epoch's metrics (replaced wholesale by a paper mode's numbers)."""
-    return key.startswith(("zsl_", "gzsl_", "ausuc", "val_", "patch_", "selected_epoch")) or key in ("gamma",
-                                                                                                 "gamma_oracle")
-
 
     It costs a second (smaller) training; its per-epoch numbers decide γ (policy ``val``) and the epoch
     (selection ``val``) of the main run, so no test image is used for either choice.
