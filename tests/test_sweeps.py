@@ -12,6 +12,7 @@ import pytest
 from zslbench.config import resolve
 from zslbench.core.errors import UserError
 from zslbench.sweeps import SPACES, params_for
+from zslbench.sweeps.coordination import TEST_METRICS_ATTR
 from zslbench.sweeps.storage import parse_storage
 
 TINY = ["--preset", "tiny", "--set", "train.epochs=2", "--set", "train.threads=1"]
@@ -173,8 +174,14 @@ def test_two_trial_study_each_with_a_child_run_under_the_parent(two_trials, swee
         assert run.data.tags["optuna.trial_number"] == str(trial.number)
         assert run.data.tags["optuna.study"] == study.study_name
         assert float(run.data.params["model.logit_scale"]) == pytest.approx(trial.params["temperature"])
-        assert run.data.metrics["final_gzsl_h"] == pytest.approx(trial.value)
-    assert "best gzsl_h" in two_trials
+        # the objective is the validation protocol's H (no test image); the test metrics are only reported
+        assert run.data.tags["zslbench.sweep_objective"] == "val_gzsl_h"
+        assert run.data.metrics["final_val_gzsl_h"] == pytest.approx(trial.value)
+        assert run.data.metrics["final_gzsl_h"] == pytest.approx(trial.user_attrs[TEST_METRICS_ATTR]["gzsl_h"])
+        assert trial.value != pytest.approx(run.data.metrics["final_gzsl_h"])
+        assert len(trial.intermediate_values) == 2  # the pruner saw the validation epochs
+    assert client.get_run(parent).data.metrics["best_val_gzsl_h"] == pytest.approx(study.best_value)
+    assert "best trial by validation H" in two_trials and "test (reported, not selected on): T1" in two_trials
 
 
 def test_rerun_with_more_trials_adds_exactly_the_missing_ones(two_trials, sweep_dir):
@@ -199,7 +206,39 @@ def test_status_prints_the_trials_and_best_value(two_trials, sweep_dir):
     study = load(sweep_dir, "svip-synth-temperature-tiny")
     assert out.count("COMPLETE") == len(study.get_trials())
     assert all(t.user_attrs["mlflow_run_id"] in out for t in study.get_trials())
-    assert f"best gzsl_h = {study.best_value:.4f} at trial {study.best_trial.number}" in out
+    best = study.best_trial
+    assert f"best trial by validation H: {best.number}" in out
+    assert f"validation H {100 * best.value:.1f}; test (reported, not selected on): T1" in out
+    assert f"H {100 * best.user_attrs[TEST_METRICS_ATTR]['gzsl_h']:.1f}" in out
+    assert "temperature = " in out and "(model.logit_scale)" in out
+
+
+def test_select_on_test_is_explicit_and_marked(tmp_path):
+    (tmp_path / "work").mkdir()
+    code, out, err = zslbench(["sweep", "temperature", "--trials", "1", "--select-on", "test", *TINY],
+                              tmp_path / "work")
+    assert code == 0, out + err
+    (trial,) = load(tmp_path / "work", "svip-synth-temperature-tiny").get_trials()
+    run = mlflow_client(tmp_path / "work").get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.data.metrics["final_gzsl_h"] == pytest.approx(trial.value)
+    assert "final_val_gzsl_h" not in run.data.metrics  # no validation protocol was trained
+    assert "best trial by test H†" in out and "† chosen on the test set" in out
+    parent = mlflow_client(tmp_path / "work").get_run(load(tmp_path / "work", "svip-synth-temperature-tiny")
+                                                      .user_attrs["mlflow_parent_run_id"])
+    assert parent.data.tags["zslbench.test_selected"] == "true"
+
+
+def test_a_dataset_without_validation_splits_fails_before_any_study_or_run(tmp_path, monkeypatch):
+    import types
+
+    import zslbench.engine.run_data as run_data
+
+    split = types.SimpleNamespace(has_split=lambda name: name not in ("train", "val"))
+    monkeypatch.setattr(run_data, "load_run_data", lambda cfg, console=None: types.SimpleNamespace(split=split))
+    (tmp_path / "work").mkdir()
+    code, _, err = zslbench(["sweep", "temperature", "--trials", "1", *TINY], tmp_path / "work")
+    assert code == 2 and "needs train_loc and val_loc" in err and "--select-on test" in err
+    assert not (tmp_path / "work" / "optuna.db").exists() and not (tmp_path / "work" / "mlflow.db").exists()
 
 
 def test_a_different_sweep_cannot_continue_the_study(two_trials, sweep_dir):

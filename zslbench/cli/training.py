@@ -127,6 +127,10 @@ def sweep(
     workers: int = typer.Option(1, "--workers", "-w", help="Worker processes on this machine (journal storage unless --storage)."),
     pruner: str = typer.Option("median", "--pruner", help="median | hyperband | none (on the per-epoch metric)."),
     metric: str = typer.Option("gzsl_h", "--metric", help="gzsl_h | zsl_t1 | ausuc (maximised)."),
+    select_on: str = typer.Option("val", "--select-on", help="val: the objective and the pruner read the validation "
+                                  "protocol (trained on train_loc, scored on val_loc's classes and held-out seen "
+                                  "images; no test image), each trial's test metrics reported beside it; test: "
+                                  "select on the test set (the choice is test-selected, marked †)."),
     model: str = typer.Option("svip", "--model", "-m", help="svip | vit"),
     dataset: str = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
@@ -141,6 +145,10 @@ def sweep(
     worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
 ) -> None:
     """Optuna study of SVIP hyperparameters: one MLflow child run per trial under one parent run.
+
+    Trials are chosen (and pruned) on the validation protocol — trained on train_loc, scored on the val
+    classes and held-out seen images, no test image — and each trial's test metrics are reported beside
+    it; --select-on test chooses on the test set instead (marked †). Human output in percentages.
 
     Re-running the same command continues the study until --trials trials are finished; the same
     command on several machines with one --storage postgresql+psycopg://… URL shares the study.
@@ -162,9 +170,9 @@ def sweep(
 
     overrides = ([f"data.root={data_root}"] if data_root is not None else []) + list(set_)
     opts = SweepOptions(spaces=list(params or []), trials=trials, grid=grid, study=study, storage=storage,
-                        workers=workers, pruner=pruner, metric=metric, model=model, dataset=dataset, preset=preset,
-                        overrides=overrides, seed=seed, experiment=experiment, tracking_uri=tracking_uri,
-                        heartbeat=heartbeat, max_retry=max_retry, worker_index=worker_index)
+                        workers=workers, pruner=pruner, metric=metric, select_on=select_on, model=model,
+                        dataset=dataset, preset=preset, overrides=overrides, seed=seed, experiment=experiment,
+                        tracking_uri=tracking_uri, heartbeat=heartbeat, max_retry=max_retry, worker_index=worker_index)
     if status:
         show_status(opts, _console())
     else:

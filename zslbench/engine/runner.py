@@ -57,8 +57,12 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
 
 
 def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_id: str | None = None,
-            quiet: bool = False, data=None, epoch_callback=None, tags: dict[str, str] | None = None) -> RunResult:
+            quiet: bool = False, data=None, epoch_callback=None, tags: dict[str, str] | None = None,
+            validation_callback=None) -> RunResult:
     """Train and evaluate one seed; ``out_dir`` given = resume the run stored there.
+
+    ``validation_callback(epoch, val_metrics)`` runs the validation protocol (whatever the policies) and is
+    called after each of its evaluations with the ``val_*`` numbers (a sweep's objective and pruner).
 
     ``epoch_callback(epoch, metrics)`` is called after every epoch (after logging); raising
     :class:`~zslbench.core.errors.RunStopped` from it ends the run as KILLED (e.g. an Optuna pruner).
@@ -127,7 +131,9 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     started = time.perf_counter()
     try:
         with progress if progress is not None else _nullcontext():
-            validation = run_validation(cfg, data, device, out_dir, progress, tracker) if needs_validation(cfg) else None
+            validation = run_validation(cfg, data, device, out_dir, progress, tracker,
+                                        epoch_callback=validation_callback) \
+                if needs_validation(cfg) or validation_callback is not None else None
             seed_everything(cfg.train.seed)
             if state is not None or validation is not None:  # same initial weights as an uninterrupted run
                 trainer.model.load_state_dict(build_model(cfg, data.info).state_dict())
@@ -246,18 +252,19 @@ def needs_validation(cfg: Config) -> bool:
     return cfg.eval.gamma_policy == "val" or cfg.eval.selection == "val"
 
 
-def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) -> list[dict[str, Any]]:
+def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker,
+                   epoch_callback=None) -> list[dict[str, Any]]:
     """The validation protocol (PROTOCOL.md §3): train on the train classes with 20 % of their images held
     out, treat the val classes as unseen, and record per epoch the γ that maximises validation H.
 
     It costs a second (smaller) training; its per-epoch numbers decide γ (policy ``val``) and the epoch
-    (selection ``val``) of the main run, so no test image is used for either choice.
+    (selection ``val``) of the main run, and a sweep's objective, so no test image is used for either choice.
+    ``epoch_callback(epoch, row)`` gets each evaluated epoch's ``val_*`` row as it is computed.
     """
     import dataclasses
 
     from zslbench.engine import distributed
     from zslbench.engine.trainer import EvalSets, Trainer, seed_everything
-    from zslbench.metrics import evaluate_scores
     from zslbench.catalogue import build_model
 
     done = out_dir / "validation" / "history.json"
@@ -265,8 +272,9 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
         return json.loads(done.read_text())
     split = data.split
     if not (split.has_split("train") and split.has_split("val")):
-        raise UserError(f"gamma policy / selection 'val' needs train_loc and val_loc, which {cfg.data.dataset} lacks; "
-                        "use --set eval.gamma_policy=none (or oracle, marked †) and eval.selection=final")
+        raise UserError(f"the validation protocol (gamma policy / selection 'val', a sweep's objective) needs train_loc "
+                        f"and val_loc, which {cfg.data.dataset} lacks; use --set eval.gamma_policy=none (or oracle, "
+                        "marked †) and eval.selection=final, or `sweep --select-on test` (†)")
     protocol = split.val_protocol(seen_holdout=0.2, seed=cfg.train.seed)
     fit_idx, val_seen = np.asarray(protocol["train"]), np.asarray(protocol["val_seen"])
     info = dataclasses.replace(data.info, seen_classes=np.asarray(protocol["train_classes"], dtype=np.int64),
@@ -278,6 +286,8 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics({f"val_{k}": v for k, v in metrics.items() if "/" not in k}, step=epoch)
+        if epoch_callback is not None and "zsl_t1" in metrics:
+            epoch_callback(epoch, _validation_row(out_dir, epoch, info, cfg.eval.gamma_space))
 
     trainer = Trainer(cfg, val_data, model, device, fit_idx, EvalSets(val_seen, np.asarray(protocol["val_unseen"])),
                       out_dir / "validation", on_epoch, progress)
@@ -288,14 +298,20 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker) 
     if not distributed.current().main:  # rank 0 wrote the score files: take its conclusions
         return distributed.broadcast(None)
     for row in fit.history:
-        if "zsl_t1" not in row:
-            continue
-        scores = _stored_scores(out_dir / "validation" / "scores" / f"epoch{int(row['epoch']):03d}.npz", info)
-        m = evaluate_scores(scores, gamma_policy="oracle", space=cfg.eval.gamma_space)
-        history.append({"epoch": row["epoch"], "val_gamma": float(m["gamma"]), "val_gzsl_h": float(m["gzsl_h"]),
-                        "val_zsl_t1": float(m["zsl_t1"]), "val_ausuc": float(m["ausuc"])})
+        if "zsl_t1" in row:
+            history.append(_validation_row(out_dir, int(row["epoch"]), info, cfg.eval.gamma_space))
     atomic_write(done, json.dumps(history))
     return distributed.broadcast(history)
+
+
+def _validation_row(out_dir: Path, epoch: int, info, space: str) -> dict[str, Any]:
+    """One validation epoch's numbers: γ best on validation data, H there, T1, AUSUC (``val_*``)."""
+    from zslbench.metrics import evaluate_scores
+
+    scores = _stored_scores(out_dir / "validation" / "scores" / f"epoch{epoch:03d}.npz", info)
+    m = evaluate_scores(scores, gamma_policy="oracle", space=space)
+    return {"epoch": epoch, "val_gamma": float(m["gamma"]), "val_gzsl_h": float(m["gzsl_h"]),
+            "val_zsl_t1": float(m["zsl_t1"]), "val_ausuc": float(m["ausuc"])}
 
 
 def recalibrate(out_dir: Path, epoch: int, gamma: float, info, space: str) -> dict[str, float]:

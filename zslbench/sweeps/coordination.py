@@ -23,6 +23,8 @@ GRID_ATTR = "zslbench.grid_point"
 SKIPPED_ATTR = "zslbench.skipped"
 WORKER_ATTR = "zslbench.worker"
 HEARTBEAT_ATTR = "zslbench.heartbeat"
+#: A finished trial's test metrics (fractions): reported beside the objective, never read by the sampler.
+TEST_METRICS_ATTR = "zslbench.test_metrics"
 
 log = logging.getLogger(__name__)
 

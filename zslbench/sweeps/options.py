@@ -11,6 +11,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from zslbench.sweeps.storage import StorageSpec
 
 METRICS = ("gzsl_h", "zsl_t1", "ausuc")
+#: Where the objective and the pruner read the metric: the validation protocol (default; no test image) or,
+#: only when asked, the test set (the chosen configuration is then test-selected, marked †).
+SELECT_ON = ("val", "test")
 PRUNERS = ("median", "hyperband", "none")
 DEFAULT_TRIALS = 20
 
@@ -27,6 +30,7 @@ class SweepOptions:
     workers: int = 1
     pruner: str = "median"
     metric: str = "gzsl_h"
+    select_on: str = "val"
     model: str = "svip"
     dataset: str = "synth"
     preset: Optional[str] = None
@@ -38,11 +42,17 @@ class SweepOptions:
     max_retry: int = 2
     worker_index: Optional[int] = None
 
+    @property
+    def objective(self) -> str:
+        """The metric key the study maximises: ``val_<metric>`` (validation protocol) or ``<metric>`` (test, †)."""
+        return f"val_{self.metric}" if self.select_on == "val" else self.metric
+
     def worker_argv(self, storage: "StorageSpec", index: int, study_name: str) -> list[str]:
         """The ``zslbench sweep`` command line of worker ``index`` (same study, same storage)."""
         # The storage URL (maybe with a password) goes by environment (STORAGE_ENV), not argv: `ps` shows argv.
         argv = ["sweep", *self.spaces, "--study", study_name, "--workers", "1",
                 "--worker-index", str(index), "--pruner", self.pruner, "--metric", self.metric,
+                "--select-on", self.select_on,
                 "--model", self.model, "--dataset", self.dataset, "--seed", str(self.seed),
                 "--heartbeat", str(self.heartbeat), "--max-retry", str(self.max_retry)]
         if self.trials is not None:
@@ -58,6 +68,31 @@ class SweepOptions:
         if self.tracking_uri:
             argv += ["--tracking-uri", self.tracking_uri]
         return argv
+
+
+#: Short names of the metrics a study can maximise, as the tables head them.
+METRIC_NAMES = {"zsl_t1": "T1", "gzsl_u": "U", "gzsl_s": "S", "gzsl_h": "H", "ausuc": "AUSUC"}
+
+
+def objective_label(metric: str, select_on: str) -> str:
+    """How the objective is named in human output.
+
+    >>> objective_label("gzsl_h", "val"), objective_label("gzsl_h", "test")
+    ('validation H', 'test H†')
+    """
+    name = METRIC_NAMES.get(metric, metric)
+    return f"validation {name}" if select_on == "val" else f"test {name}†"
+
+
+def test_line(test: dict, select_on: str) -> str:
+    """A trial's test metrics in percentages, labelled with their role.
+
+    >>> test_line({"zsl_t1": 0.5, "gzsl_h": 0.25}, "val")
+    'test (reported, not selected on): T1 50.0 H 25.0'
+    """
+    shown = " ".join(f"{METRIC_NAMES[k]} {100 * test[k]:.1f}" for k in METRIC_NAMES if k in test)
+    role = "test (reported, not selected on)" if select_on == "val" else "test"
+    return f"{role}: {shown}" if shown else f"{role}: –"
 
 
 def base_config(opts: SweepOptions) -> Config:

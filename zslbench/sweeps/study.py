@@ -45,8 +45,9 @@ from typing import Any, Optional
 
 from zslbench.core.errors import UserError, unknown_name
 from zslbench.sweeps import params_for
-from zslbench.sweeps.coordination import IDENTITY_ATTR, PARENT_ATTR, RUN_ATTR, SKIPPED_ATTR
-from zslbench.sweeps.options import METRICS, PRUNERS, SweepOptions, base_config, default_study_name
+from zslbench.sweeps.coordination import IDENTITY_ATTR, PARENT_ATTR, RUN_ATTR, SKIPPED_ATTR, TEST_METRICS_ATTR
+from zslbench.sweeps.options import (METRICS, PRUNERS, SELECT_ON, SweepOptions, base_config, default_study_name,
+                                     objective_label, test_line)
 from zslbench.sweeps.storage import DEFAULT_JOURNAL, DEFAULT_SQLITE, STORAGE_ENV, StorageSpec, parse_storage
 from zslbench.sweeps.worker import Worker
 
@@ -59,6 +60,8 @@ def validate_options(opts: SweepOptions) -> None:
         raise unknown_name("metric", opts.metric, METRICS)
     if opts.pruner not in PRUNERS:
         raise unknown_name("pruner", opts.pruner, PRUNERS)
+    if opts.select_on not in SELECT_ON:
+        raise unknown_name("--select-on", opts.select_on, SELECT_ON)
     if opts.trials is not None and opts.trials < 1:
         raise UserError(f"--trials must be at least 1, got {opts.trials}")
     if opts.workers < 1:
@@ -89,24 +92,48 @@ def run_sweep(opts: SweepOptions, console) -> None:
         from zslbench.engine.preflight import prepare_run
 
         prepare_run(cfg, console)
+    data = _validation_ready(cfg, console) if opts.select_on == "val" else None  # before any study or run exists
     study_name = opts.study or default_study_name(opts)
     worker = Worker(opts, cfg, params, spec, console)
+    worker.data = data
     study = worker.open(study_name)
+    where = ("on the validation protocol (train_loc/val_loc: no test image)" if opts.select_on == "val"
+             else "on the TEST set (†: the chosen configuration is test-selected)")
     console.print(f"{worker.tag}study [bold]{study_name}[/bold] in {spec.display}: {worker.target} trials of "
-                  f"{', '.join(p.name for p in params)}, maximising {opts.metric}"
+                  f"{', '.join(f'{p.name} ({p.key})' for p in params)}, maximising "
+                  f"{objective_label(opts.metric, opts.select_on)} {where}"
                   + (f" over a grid of {len(worker.points)} points" if opts.grid else ""), highlight=False)
     if opts.workers > 1:
         _launch_workers(opts, spec, study_name, worker, console)
     else:
         worker.run()
     if opts.worker_index is None:
-        print_status(study, console, opts.metric)
+        print_status(study, console, opts.metric, opts.select_on)
+
+
+def _validation_ready(cfg, console):
+    """The run data, after checking it has the validation protocol's splits (train_loc and val_loc)."""
+    from zslbench.engine.run_data import load_run_data
+
+    data = load_run_data(cfg, console)
+    if not (data.split.has_split("train") and data.split.has_split("val")):
+        raise UserError(f"sweeps select on the validation protocol, which needs train_loc and val_loc; "
+                        f"{cfg.data.dataset} lacks them — add them to its att_splits.mat, or pass --select-on test "
+                        "(the chosen configuration is then test-selected, marked †)")
+    return data
 
 
 def _launch_workers(opts: SweepOptions, spec: StorageSpec, study_name: str, worker: Worker, console) -> None:
-    """Start N copies of this command as workers of one study, wait, and close the parent run."""
+    """Start N copies of this command as workers of one study, wait, and close the parent run.
+
+    On a machine with GPUs, worker i trains on GPU i mod G (each sees only its own), unless the
+    config names one device (``cuda:N``) or the CPU.
+    """
+    from zslbench.engine.device import worker_device_env
+
     env = {**os.environ, STORAGE_ENV: spec.cli_value}
-    procs = [subprocess.Popen([sys.executable, "-m", "zslbench.cli", *opts.worker_argv(spec, i, study_name)], env=env)
+    procs = [subprocess.Popen([sys.executable, "-m", "zslbench.cli", *opts.worker_argv(spec, i, study_name)],
+                              env={**env, **worker_device_env(i, worker.cfg.train.device)})
              for i in range(opts.workers)]
     status = "KILLED"
     try:
@@ -157,32 +184,58 @@ def show_status(opts: SweepOptions, console) -> None:
     study, spec = load_for_status(opts.study, opts.storage, opts)
     console.print(f"study [bold]{study.study_name}[/bold] in {spec.display}", highlight=False)
     identity = study.user_attrs.get(IDENTITY_ATTR, {})
-    print_status(study, console, identity.get("metric", opts.metric))
+    print_status(study, console, identity.get("metric", opts.metric), identity.get("select_on", "test"))
 
 
-def print_status(study, console, metric: str = "value") -> None:
-    """A rich table of the study's trials (state, params, value, MLflow run) and the best value."""
+def print_status(study, console, metric: str = "gzsl_h", select_on: str = "val") -> None:
+    """A rich table of the study's trials (state, params, objective, test metrics, MLflow run) and the best
+    trial — chosen by the objective (validation by default), its test metrics reported beside it, labelled.
+
+    Percentages throughout; parameters by their sweep name with the config key beside it.
+    """
     from rich.table import Table
+
+    from zslbench.catalogue import swept_key
 
     trials = study.get_trials(deepcopy=False)
     names = list(dict.fromkeys(k for t in trials for k in t.params))
+    label = objective_label(metric, select_on)
+    test_header = "test H" if select_on == "val" else None
     table = Table(title=f"{study.study_name}: {len(trials)} trials")
-    for column in ("trial", "state", *names, metric, "MLflow run", "note"):
+    columns = ["trial", "state", *(f"{n} ({_key(swept_key, n)})" for n in names), label,
+               *([test_header] if test_header else []), "MLflow run", "note"]
+    for column in columns:
         table.add_column(column, justify="right" if column not in ("state", "MLflow run", "note") else "left")
     for t in trials:
         retried = t.system_attrs.get("failed_trial")
         note = t.user_attrs.get(SKIPPED_ATTR) or (f"retry of trial {retried}" if retried is not None else "")
-        table.add_row(str(t.number), t.state.name, *(_fmt(t.params.get(n)) for n in names),
-                      _fmt(t.value), str(t.user_attrs.get(RUN_ATTR, "")), note)
+        test_h = t.user_attrs.get(TEST_METRICS_ATTR, {}).get("gzsl_h")
+        table.add_row(str(t.number), t.state.name, *(_fmt(t.params.get(n)) for n in names), _pct(t.value),
+                      *([_pct(test_h)] if test_header else []), str(t.user_attrs.get(RUN_ATTR, "")), note)
     console.print(table)
     parent = study.user_attrs.get(PARENT_ATTR)
     try:
         best = study.best_trial
-        console.print(f"best {metric} = {best.value:.4f} at trial {best.number} "
-                      f"({', '.join(f'{k}={_fmt(v)}' for k, v in best.params.items())})"
-                      + (f"; MLflow parent run {parent}" if parent else ""), highlight=False)
     except ValueError:
         console.print("no complete trial yet" + (f"; MLflow parent run {parent}" if parent else ""))
+        return
+    values = ", ".join(f"{k} = {_fmt(v)} ({_key(swept_key, k)})" for k, v in best.params.items())
+    console.print(f"best trial by {label}: {best.number} ({values}) — {label} {_pct(best.value)}; "
+                  f"{test_line(best.user_attrs.get(TEST_METRICS_ATTR, {}), select_on)}"
+                  + (f"; MLflow parent run {parent}" if parent else ""), highlight=False)
+    if select_on == "test":
+        console.print("† chosen on the test set (--select-on test): its test metrics are optimistic", highlight=False)
+
+
+def _key(swept_key, name: str) -> str:
+    try:
+        return swept_key(name)
+    except UserError:
+        return name
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * float(value):.1f}"
 
 
 def _fmt(value: Any) -> str:

@@ -14,14 +14,16 @@ from typing import Any, Optional, Sequence
 from zslbench.catalogue import Param
 from zslbench.config import Config, config_hash, resolve
 from zslbench.core.errors import RunStopped, UserError
-from zslbench.sweeps.coordination import (IDENTITY_ATTR, PARENT_ATTR, RUN_ATTR, SKIPPED_ATTR,
+from zslbench.sweeps.coordination import (IDENTITY_ATTR, PARENT_ATTR, RUN_ATTR, SKIPPED_ATTR, TEST_METRICS_ATTR,
                                           WORKER_ATTR, Heartbeat, claim_grid_point, fail_stale_trials, grid_points,
                                           point_sampler)
-from zslbench.sweeps.options import DEFAULT_TRIALS, SweepOptions
+from zslbench.sweeps.options import DEFAULT_TRIALS, SweepOptions, objective_label, test_line
 from zslbench.sweeps.storage import StorageSpec
 
 #: How long a worker that did not create the study waits for the creator's parent run id.
 PARENT_WAIT_SECONDS = 60.0
+#: The test metrics a trial reports beside its objective (fractions).
+TEST_METRICS = ("zsl_t1", "gzsl_u", "gzsl_s", "gzsl_h", "ausuc")
 
 
 # --------------------------------------------------------------------------- opening the study
@@ -29,7 +31,7 @@ def sweep_identity(cfg: Config, opts: SweepOptions, params: Sequence[Param]) -> 
     """What must match for a re-run to continue a study (not the trial budget or worker count)."""
 
     return {"config_hash": config_hash(cfg), "seed": opts.seed, "metric": opts.metric,
-            "params": [p.name for p in params], "grid": opts.grid}
+            "params": [p.name for p in params], "grid": opts.grid, "select_on": opts.select_on}
 
 
 def open_study(study_name: str, storage, spec: StorageSpec, sampler, pruner, identity: dict[str, Any]):
@@ -79,10 +81,11 @@ def parent_tracker(study, created: bool, cfg: Config, opts: SweepOptions, spec: 
     if run_id is not None:
         return open_tracker(cfg.track, resume_run_id=run_id)
     tags = {"zslbench.role": "sweep", "optuna.study": study.study_name, "optuna.storage": spec.display,
-            "zslbench.config_hash": config_hash(cfg), "model": cfg.model.name, "dataset": cfg.data.dataset}
+            "zslbench.config_hash": config_hash(cfg), "model": cfg.model.name, "dataset": cfg.data.dataset,
+            "zslbench.sweep_objective": opts.objective, "zslbench.test_selected": str(opts.select_on == "test").lower()}
     sweep_params = {"sweep.spaces": ",".join(opts.spaces), "sweep.params": ",".join(p.name for p in params),
-                    "sweep.metric": opts.metric, "sweep.grid": opts.grid, "sweep.pruner": opts.pruner,
-                    "sweep.seed": opts.seed}
+                    "sweep.metric": opts.metric, "sweep.select_on": opts.select_on, "sweep.grid": opts.grid,
+                    "sweep.pruner": opts.pruner, "sweep.seed": opts.seed}
     tracker = open_tracker(cfg.track, run_name=f"sweep-{study.study_name}", tags=tags,
                            params={**cfg.flat(), **sweep_params})
     study.set_user_attr(PARENT_ATTR, tracker.run_id)
@@ -221,20 +224,24 @@ class Worker:
             from zslbench.engine.run_data import load_run_data
 
             self.data = load_run_data(cfg, self.console)
+        objective = self.opts.objective
         tags = {"optuna.study": self.study.study_name, "optuna.trial_number": str(trial.number),
-                "zslbench.config_hash": _hash(cfg), "zslbench.role": "sweep-trial"}
-        shown_values = ", ".join(f"{k}={v:g}" for k, v in values.items())
+                "zslbench.config_hash": _hash(cfg), "zslbench.role": "sweep-trial",
+                "zslbench.sweep_objective": objective}
+        shown_values = ", ".join(f"{p.name}={values[p.name]:g} ({p.key})" for p in self.params)
         self._say(f"trial {trial.number}: {shown_values}")
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
-            if self.opts.metric in metrics:
-                trial.report(float(metrics[self.opts.metric]), epoch)
+            if objective in metrics:
+                trial.report(float(metrics[objective]), epoch)
                 if trial.should_prune():
                     raise RunStopped(f"pruned by optuna's {self.opts.pruner} pruner after epoch {epoch}")
 
+        # the objective's epochs: the validation protocol's (default), or the test evaluations' when asked (†)
+        callbacks = {"validation_callback": report} if self.opts.select_on == "val" else {"epoch_callback": report}
         try:
             result = run_one(cfg, self.console, parent_run_id=self.parent.run_id, quiet=True, data=self.data,
-                             epoch_callback=report, tags=tags)
+                             tags=tags, **callbacks)
         except RunStopped:
             self._cross_reference(trial, None)
             self.study.tell(trial, state=TrialState.PRUNED)
@@ -244,10 +251,13 @@ class Worker:
             self._cross_reference(trial, None)
             self.study.tell(trial, state=TrialState.FAIL)
             raise
-        value = float(result.final[self.opts.metric])
+        value = float(result.final[objective])
+        test = {k: float(result.final[k]) for k in TEST_METRICS if isinstance(result.final.get(k), (int, float))}
+        trial.set_user_attr(TEST_METRICS_ATTR, test)
         self._cross_reference(trial, result.run_id)
         self.study.tell(trial, value)
-        self._say(f"trial {trial.number}: {self.opts.metric} = {value:.4f} (MLflow run {result.run_id})")
+        self._say(f"trial {trial.number}: {objective_label(self.opts.metric, self.opts.select_on)} = {100 * value:.1f}"
+                  f" · {test_line(test, self.opts.select_on)} (MLflow run {result.run_id})")
 
     def _close_trial_run(self, number: int) -> None:
         """The MLflow run of a trial whose worker died is marked KILLED (Optuna retries the trial)."""
@@ -271,7 +281,9 @@ class Worker:
             best = self.study.best_trial
         except ValueError:  # no complete trial yet
             return
-        self.parent.log_metrics({f"best_{self.opts.metric}": float(best.value)}, step=best.number)
+        test = best.user_attrs.get(TEST_METRICS_ATTR, {})
+        self.parent.log_metrics({f"best_{self.opts.objective}": float(best.value),
+                                 **{f"best_trial_test_{k}": float(v) for k, v in test.items()}}, step=best.number)
         self.parent.set_tags({"optuna.best_trial": str(best.number),
                               "optuna.best_params": json.dumps(best.params, sort_keys=True)})
 
