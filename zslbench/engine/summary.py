@@ -53,13 +53,25 @@ def print_results(results: list[RunResult], console) -> None:
     for r in results:
         f = r.final
         table.add_row(str(f["seed"]), *(pct(f.get(k)) for k in REPORTED_METRICS),
-                      f"{f.get('gamma', 0.0):.3g}", str(f.get("selected_epoch", "") + 1 if "selected_epoch" in f else ""),
+                      f"{f.get('gamma', 0.0):.3g}", _epochs(f),
                       pct(f.get("patch_iou")), r.run_id)
     if len(results) > 1:
         agg = aggregate_seeds([r.final for r in results])
         table.add_row("mean", *(pm(agg.get(k)) for k in REPORTED_METRICS),
                       "", "", pm(agg.get("patch_iou")), "", style="bold")
     console.print(table)
+
+
+def _epochs(final: dict[str, Any]) -> str:
+    """The 1-based epoch the numbers come from; "H 3 · T1 2" when T1 comes from another epoch (oracle, modes).
+
+    >>> _epochs({"selected_epoch": 2, "selected_epoch_t1": 1}), _epochs({"selected_epoch": 2}), _epochs({})
+    ('H 3 · T1 2', '3', '')
+    """
+    if "selected_epoch" not in final:
+        return ""
+    h, t1 = int(final["selected_epoch"]) + 1, final.get("selected_epoch_t1")
+    return str(h) if t1 is None or int(t1) + 1 == h else f"H {h} · T1 {int(t1) + 1}"
 
 
 def _caption(final: dict[str, Any]) -> str:
