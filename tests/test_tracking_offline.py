@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mlflow_server import MlflowServer
 from tracking_outage import Outage, refused
 from zslbench.config import TrackConfig, resolve
 from zslbench.core.errors import UserError
@@ -270,8 +266,9 @@ def test_sync_with_the_server_still_away_exits_2_and_touches_nothing(
 def test_a_journal_whose_uri_had_credentials_needs_the_uri_again(tmp_path: Path) -> None:
     folder = tmp_path / "runs" / "feedface" / JOURNAL_DIR
     OfflineJournal.open(folder, {"run_id": "feedface", "tracking_uri": "http://zsl:***@mlflow.lab:5000"}).close()
-    with pytest.raises(UserError, match=r"tracked at http://zsl:\*\*\*@mlflow.lab:5000, whose credentials are not "
-                                        r"stored; pass it with --tracking-uri"):
+    with pytest.raises(UserError, match=r"run feedface: the tracking URI http://zsl:\*\*\*@mlflow.lab:5000 was saved "
+                                        r"with its credentials masked \(they are never stored\); supply them at run "
+                                        r"time: --tracking-uri with the full URI"):
         sync_journals(tmp_path / "runs", dry_run=True)
 
 
@@ -316,58 +313,6 @@ def test_resuming_a_run_uploads_its_pending_journal_first(store: str, tmp_path: 
 
 
 # --------------------------------------------------------------------------- end to end, real server
-class MlflowServer:
-    """``mlflow server`` on 127.0.0.1 with a sqlite backend and proxied artifacts under ``root``."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.port = closed_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        """Launch without waiting (start-up takes seconds: overlap it with other work)."""
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner processes
-        log = open(self.root / "server.log", "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.root / 'server.db'}",
-             "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-        log.close()
-
-    def wait_healthy(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None and self.process.poll() is None, (self.root / "server.log").read_text()
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise AssertionError(f"mlflow server not healthy after {timeout} s")
-
-    def stop(self) -> None:
-        """Stop the server and its worker (their own process group); the port refuses connections after."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        with socket.socket() as probe:  # the worker may outlive the parent by a moment
-            for _ in range(100):
-                if probe.connect_ex(("127.0.0.1", self.port)) != 0:
-                    break
-                time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     server = MlflowServer(tmp_path_factory.mktemp("server"))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from zslbench.config import Config, Request, resolve_request
+from zslbench.config.saving import saved_yaml
 from zslbench.core.errors import UserError
 
 
@@ -45,10 +46,9 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
         console.print(f"[bold]resolution order:[/bold] {' → '.join(resolution_order(cfg))}")
         for name, text in describe_fidelity(cfg).items():
             console.print(f"[bold]{name}:[/bold] {text}", highlight=False)
-        console.print(cfg.to_yaml(), markup=False, highlight=False)
+        console.print(saved_yaml(cfg), markup=False, highlight=False)
         return
-    if json_file is not None and str(json_file) != "-" and not json_file.parent.exists():
-        raise UserError(f"--json {json_file}: folder {json_file.parent} does not exist; create it or pick another path")
+    check_json_output(json_file)
     from zslbench.engine import distributed
     from zslbench.engine.runner import run_seeds
     from zslbench.engine.summary import json_summary, print_results
@@ -75,6 +75,29 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
         console.print(f"MLflow run id: [bold]{ids}[/bold]  (`mlflow ui` in this folder shows it)")
 
 
+def check_json_output(json_file: Optional[Path]) -> None:
+    """``--json FILE`` can be written (checked before the run starts, not when it ends); ``-`` is stdout."""
+    if json_file is None or str(json_file) == "-":
+        return
+    from zslbench.core.files import check_output_file, check_utf8
+
+    check_utf8("--json", str(json_file))
+    check_output_file(json_file, "--json")
+
+
+def _environment_with_credentials(cfg: Config) -> dict[str, str]:
+    """The environment of processes that read ``cfg`` back from a saved (masked) file: ``$MLFLOW_TRACKING_URI``
+    carries the tracking URI's credentials, which the file does not (zslbench.tracking.store.with_credentials)."""
+    import os
+
+    from zslbench.core.secrets import mask_credentials
+
+    environment = dict(os.environ)
+    if cfg.track.uri and mask_credentials(cfg.track.uri) != cfg.track.uri:
+        environment["MLFLOW_TRACKING_URI"] = cfg.track.uri
+    return environment
+
+
 def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Optional[str],
                        json_file: Optional[Path]) -> int:
     """``zslbench run --nproc N``: the same run under ``torchrun`` with N processes; returns its exit code.
@@ -87,11 +110,10 @@ def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Op
 
     if nproc < 1:
         raise UserError(f"--nproc {nproc}: give a number of processes >= 1")
-    if json_file is not None and str(json_file) != "-" and not json_file.parent.exists():
-        raise UserError(f"--json {json_file}: folder {json_file.parent} does not exist; create it or pick another path")
+    check_json_output(json_file)
     with tempfile.TemporaryDirectory(prefix="zslbench-launch-") as tmp:
         saved = Path(tmp) / "resolved.yaml"
-        saved.write_text(cfg.to_yaml())
+        saved.write_text(saved_yaml(cfg))  # credentials masked; the processes get them from the environment
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "-m", "zslbench", "run", "--config", str(saved)]
         command += [arg for s in seeds for arg in ("--seed", str(s))]
@@ -99,4 +121,4 @@ def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Op
             command += ["--resume", resume]
         if json_file is not None:
             command += ["--json", str(json_file)]
-        return subprocess.call(command)
+        return subprocess.call(command, env=_environment_with_credentials(cfg))

@@ -9,6 +9,9 @@
   another process finished meanwhile is kept.
 * :func:`require_inside` — a folder zslbench writes into below a root (a data root's downloads, dataset
   folders, caches) is never followed through a link to somewhere outside that root.
+* :func:`check_output_file`, :func:`check_output_folder`, :func:`check_utf8` — pre-flight checks of the
+  paths a command will write, before it creates anything: writable (tried, not guessed: permissions do
+  not stop root, a read-only mount or an immutable folder does), and text MLflow can store.
 
 Files are created with the permissions the umask gives (like ``open(path, "w")``), not the 0600 of
 :func:`tempfile.mkstemp`.
@@ -134,6 +137,83 @@ def require_inside(root: str | os.PathLike[str], path: str | os.PathLike[str], w
         raise UserError(f"{what or path} ({path}) leads through a link to {leads_to}, outside {root}; zslbench does "
                         "not write through it: remove the link (or replace it with a real folder) and re-run")
     return Path(path)
+
+
+# --------------------------------------------------------------------------- pre-flight checks of outputs
+def _nearest_existing(path: Path) -> Path:
+    for candidate in [path, *path.parents]:
+        if candidate.exists():
+            return candidate
+    return Path(".")
+
+
+def _can_create_in(folder: Path) -> OSError | None:
+    """Whether a file can be created in ``folder``, found by creating (and removing) one: the only answer
+    that holds for root, read-only mounts and immutable folders alike."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".zslbench-write-probe-")
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def check_output_folder(folder: str | os.PathLike[str], what: str) -> None:
+    """A one-line :class:`UserError` unless ``folder`` exists as a writable folder or can be created
+    (its nearest existing parent is a writable folder). Nothing is left behind.
+
+    >>> import tempfile, pathlib
+    >>> check_output_folder(pathlib.Path(tempfile.mkdtemp()) / "runs" / "new", "track.output_dir")
+    """
+    folder = Path(folder)
+    existing = _nearest_existing(folder)
+    if not existing.is_dir():
+        raise UserError(f"{what} {folder}: {existing} is a file, not a folder; choose another path")
+    problem = _can_create_in(existing)
+    if problem is not None:
+        raise UserError(f"{what} {folder}: cannot write into {existing} ({problem.strerror or problem}); make it "
+                        "writable or choose another path")
+
+
+def check_output_file(path: str | os.PathLike[str], what: str) -> None:
+    """A one-line :class:`UserError` unless ``path`` can be written (atomically: its folder must exist and
+    take a new file; an existing ``path`` must be a file).
+
+    >>> check_output_file("/no/such/folder/x.json", "--json")
+    Traceback (most recent call last):
+    ...
+    zslbench.core.errors.UserError: --json /no/such/folder/x.json: folder /no/such/folder does not exist; create it or pick another path
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"{what} {path}: folder {path.parent} does not exist; create it or pick another path")
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    problem = _can_create_in(path.parent)
+    if problem is not None:
+        raise UserError(f"{what} {path}: cannot write into {path.parent} ({problem.strerror or problem}); make it "
+                        "writable or pick another path")
+
+
+def check_utf8(what: str, text: str) -> None:
+    """A one-line :class:`UserError` when ``text`` (a path read from the command line or the file system) holds
+    bytes that are not UTF-8: MLflow stores every param, tag and path as UTF-8 text.
+
+    >>> check_utf8("data.root", "/data/zsl")
+    >>> check_utf8("data.root", os.fsdecode(b"/data/caf\\xe9"))
+    Traceback (most recent call last):
+    ...
+    zslbench.core.errors.UserError: data.root '/data/caf\\xe9' holds a byte that is not UTF-8 (0xe9); MLflow stores text as UTF-8: rename the path (or use another) so that it is valid UTF-8
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = os.fsencode(text)
+        bad = raw[len(text[:exc.start].encode("utf-8", "surrogateescape"))]
+        shown = raw.decode("utf-8", "backslashreplace")
+        raise UserError(f"{what} '{shown}' holds a byte that is not UTF-8 (0x{bad:02x}); MLflow stores text as UTF-8: "
+                        "rename the path (or use another) so that it is valid UTF-8") from None
 
 
 # --------------------------------------------------------------------------- folders

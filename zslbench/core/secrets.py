@@ -1,8 +1,11 @@
 """Secret masking: passwords and tokens never reach a store, a journal or the terminal.
 
-Everything zslbench records about a run (params, tags, logged text and dicts, messages naming a
-store) passes through :func:`mask_credentials` first: URL userinfo, secret ``key=value`` pairs,
-``Bearer`` tokens and the values of secret-named environment variables become :data:`MASK`.
+Everything zslbench records or shows about a run (params, tags, logged text and dicts, saved configs,
+messages naming a store) passes through :func:`mask_credentials` first: URL userinfo, secret
+``key=value`` pairs (``password=``, ``token=`` query parameters), ``Bearer`` tokens, token-shaped values
+with a well-known prefix (``ghp_…``, ``hf_…``, ``AKIA…``, JWTs) and the values of secret-named
+environment variables become :data:`MASK`. A config saved with masked credentials starts with
+:data:`MASKED_CONFIG_NOTE`, which says how to supply them when it is run again.
 
 >>> mask_credentials("postgresql+psycopg://optuna:hunter2@db/studies")
 'postgresql+psycopg://optuna:***@db/studies'
@@ -27,6 +30,12 @@ _SECRET_WORDS = {"password", "passwd", "pwd", "secret", "token", "apikey", "sig"
                  "credentials", "sas"}
 _SECRET_PAIRS = {("api", "key"), ("access", "key"), ("private", "key"), ("account", "key"), ("auth", "key")}
 _TOKEN_PREFIXES = ("ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-", "dapi", "hf_", "sk-")
+#: Tokens recognisable by their shape alone (each issuer's documented prefix and alphabet), anywhere in a value.
+_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-])(?:"
+                    r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}|glpat-[A-Za-z0-9_\-]{20,}"
+                    r"|hf_[A-Za-z0-9]{30,}|sk-(?:proj-|ant-)?[A-Za-z0-9_\-]{20,}|xox[abposr]-[A-Za-z0-9\-]{10,}"
+                    r"|(?:AKIA|ASIA)[0-9A-Z]{16}|dapi[0-9a-f]{32}|npm_[A-Za-z0-9]{36}|pypi-[A-Za-z0-9_\-]{50,}"
+                    r"|eyJ[A-Za-z0-9_\-]{10,}\.eyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,})(?![A-Za-z0-9_\-])")
 
 
 def is_secret_name(name: str) -> bool:
@@ -89,13 +98,15 @@ def _secret_values_of(environment: tuple[tuple[str, str], ...]) -> list[str]:
 
 def mask_credentials(text: str) -> str:
     """Mask passwords and tokens in ``text``: URL userinfo, secret ``key=value`` pairs (query
-    parameters included), ``Bearer`` tokens and the values of secret environment variables
-    (``MLFLOW_TRACKING_TOKEN``, ``PGPASSWORD``…).
+    parameters included), ``Bearer`` tokens, token-shaped values and the values of secret environment
+    variables (``MLFLOW_TRACKING_TOKEN``, ``PGPASSWORD``…).
 
     >>> mask_credentials("postgresql+psycopg://user:secret@host/db")
     'postgresql+psycopg://user:***@host/db'
     >>> mask_credentials("https://host/db?user=u&password=hunter2&ssl=1")
     'https://host/db?user=u&password=***&ssl=1'
+    >>> mask_credentials("weights from hf_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789 in /data/hf_cache")
+    'weights from *** in /data/hf_cache'
     """
     if not text:
         return text
@@ -104,6 +115,7 @@ def mask_credentials(text: str) -> str:
         text = text.replace(value, MASK)
     text = _URL_USERINFO.sub(_mask_userinfo, text)
     text = _KEY_VALUE.sub(_mask_key_value, text)
+    text = _TOKEN.sub(MASK, text)
     return _BEARER.sub(lambda m: f"{m['kind']} {MASK}", text)
 
 
@@ -120,6 +132,23 @@ def mask_object(value: Any, key: str = "") -> Any:
     if key and is_secret_name(key) and value not in (None, ""):
         return MASK
     return mask_credentials(value) if isinstance(value, str) else value
+
+
+#: What a config saved with masked credentials says at its top.
+MASKED_CONFIG_NOTE = (
+    "# Credentials in this file are masked (***): they are never saved. To run or resume it, supply them at\n"
+    "# run time: --tracking-uri with the full URI, or $MLFLOW_TRACKING_URI (the same URI with its password),\n"
+    "# or, for an http(s) tracking server, MLflow's user-name and password environment variables (a run\n"
+    "# started without any of these names them).\n")
+
+
+def has_masked_credentials(text: str) -> bool:
+    """Whether ``text`` (a URI read back from a saved config or a journal) had credentials masked.
+
+    >>> has_masked_credentials("http://me:***@mlflow:5000"), has_masked_credentials("http://mlflow:5000")
+    (True, False)
+    """
+    return MASK in (text or "")
 
 
 def truncate(text: str, limit: int) -> str:
@@ -148,5 +177,6 @@ def tag_value(value: Any, limit: int) -> str:
     return truncate(mask_credentials(str(value)), limit)
 
 
-__all__ = ["MASK", "TRUNCATION_MARK", "environment_snapshot", "is_secret_name", "mask_credentials", "mask_object",
-           "param_value", "tag_value", "truncate"]
+__all__ = ["MASK", "MASKED_CONFIG_NOTE", "TRUNCATION_MARK", "environment_snapshot",
+           "has_masked_credentials", "is_secret_name", "mask_credentials", "mask_object", "param_value", "tag_value",
+           "truncate"]

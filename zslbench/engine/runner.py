@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from zslbench.config import Config
+from zslbench.config.saving import saved_yaml
 from zslbench.core.files import atomic_write, remove_torn_writes
 from zslbench.core.faults import fault_point
 from zslbench.core.errors import RunStopped, TrainingDiverged, UserError
@@ -37,16 +38,19 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     """
     from zslbench.engine import distributed
     from zslbench.engine.device import pick_device
+    from zslbench.engine.outputs import check_run_outputs
     from zslbench.tracking import check_reachable, reap_dead_runs, resolve_tracking_uri
 
     dist = distributed.init_from_env(pick_device(cfg.train.device).type)
+    if dist.main:  # output paths, texts and the experiment name, before anything is created
+        check_run_outputs(cfg)
     if cfg.track.enabled and dist.main:  # fail before any data generation or training
         uri = resolve_tracking_uri(cfg.track.uri)
         check_reachable(uri)
         reap_dead_runs(uri, cfg.track.experiment)
     if resume is not None:
         out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
-        cfg = Config.from_yaml(out_dir / RESOLVED)
+        cfg = with_command_credentials(Config.from_yaml(out_dir / RESOLVED), cfg)
         return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet)]
     results = []
     for seed in seeds:
@@ -71,6 +75,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     import torch
 
     from zslbench.engine import distributed
+    from zslbench.engine.outputs import check_run_outputs
     from zslbench.engine.run_data import load_run_data
     from zslbench.engine.device import pick_device
     from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
@@ -78,6 +83,8 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     from zslbench.tracking import NullTracker
 
     dist = distributed.current()
+    if dist.main:  # ablation cells and sweep trials start here: the same checks as `run`
+        check_run_outputs(cfg)
     quiet = quiet or not dist.main
     device = pick_device(cfg.train.device)
     if dist.enabled and device.type == "cuda":
@@ -105,7 +112,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     if dist.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if not (out_dir / RESOLVED).exists():
-            atomic_write(out_dir / RESOLVED, cfg.to_yaml())
+            atomic_write(out_dir / RESOLVED, saved_yaml(cfg))  # credentials masked: never stored
         tracker.log_artifact(str(out_dir / RESOLVED))
 
     seed_everything(cfg.train.seed)
@@ -165,6 +172,17 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     # written last: its presence marks a run complete everywhere, so any earlier crash is resumable
     atomic_write(out_dir / FINAL, text)
     return RunResult(run_id, out_dir, final, fit.history)
+
+
+def with_command_credentials(saved: Config, command: Config) -> Config:
+    """A resumed run's saved config, whose tracking URI was saved with its credentials masked, takes them
+    from this command's ``--tracking-uri`` when that is the same URI (else from the environment: see
+    :func:`zslbench.tracking.store.with_credentials`)."""
+    from zslbench.core.secrets import mask_credentials
+
+    if command.track.uri and mask_credentials(command.track.uri) == saved.track.uri:
+        saved.track.uri = command.track.uri
+    return saved
 
 
 def mlflow_names(metrics: dict[str, float]) -> dict[str, float]:

@@ -33,7 +33,7 @@ from zslbench.core.secrets import mask_credentials, mask_object, param_value, ta
 from zslbench.tracking.base import Tracker, check_final_status
 from zslbench.tracking.journal import OfflineJournal, sync_folder
 from zslbench.tracking.reachability import failure_reason, is_connection_error
-from zslbench.tracking.store import http_policy, mlflow_limits
+from zslbench.tracking.store import http_policy, mlflow_limits, run_link
 from zslbench.tracking.tags import NONFINITE_TAG, PARAMS_CHANGED_TAG
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -328,6 +328,15 @@ class OnlineTracker(Tracker):
                             lambda journal: journal.terminate(status, end_time))
             finally:
                 self._close_journal()
+            self._show_link(status)
+
+    def _show_link(self, status: str) -> None:
+        """Where a finished run is on an http(s) server, without credentials: MLflow's own line (which it
+        prints with the tracking URI as given, password included) is off (see ``HTTP_POLICY``)."""
+        link = run_link(self._tracking_uri, self._experiment_id, self._run_id)
+        if link is not None and status == "FINISHED" and not self.offline:
+            sys.stderr.write(f"MLflow run {self._run_id}: {link}\n")
+            sys.stderr.flush()
 
     def _close_journal(self) -> None:
         if self._journal is None:

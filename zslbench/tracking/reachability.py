@@ -20,11 +20,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from zslbench.core.errors import UserError
 from zslbench.core.secrets import mask_credentials
-from zslbench.tracking.store import sqlite_path, store_scheme, unusable_store
+from zslbench.tracking.store import sqlite_path, store_scheme, unusable_store, with_credentials
 
 UNREACHABLE_HINT = "start it, fix --tracking-uri (or $MLFLOW_TRACKING_URI), or use --set track.enabled=false"
 #: Store schemes MLflow itself supports (``postgresql+psycopg://`` counts as ``postgresql``); packages
@@ -67,6 +67,7 @@ def check_reachable(uri: str, timeout: float = 3.0, hint: str = UNREACHABLE_HINT
     ...
     zslbench.core.errors.UserError: MLflow tracking store bogus://x could not be used (unsupported scheme 'bogus'; ...
     """
+    with_credentials(uri, strict=True)  # a URI saved with masked credentials: say how to supply them
     scheme = store_scheme(uri)
     if scheme not in MLFLOW_STORE_SCHEMES and scheme not in _plugin_store_schemes():
         raise unusable_store(uri, f"unsupported scheme {scheme!r}; MLflow stores are file:, sqlite:, postgresql:, "
@@ -161,8 +162,9 @@ def _split_http_credentials(uri: str) -> tuple[str, dict[str, str]]:
         netloc += f":{parts.port}"
     base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     headers: dict[str, str] = {}
-    user = parts.username or os.environ.get("MLFLOW_TRACKING_USERNAME")
-    password = parts.password or os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    # userinfo is percent-encoded in a URI (a password with '@' or '/'); requests, which MLflow uses, decodes it
+    user = unquote(parts.username or "") or os.environ.get("MLFLOW_TRACKING_USERNAME")
+    password = unquote(parts.password or "") or os.environ.get("MLFLOW_TRACKING_PASSWORD")
     token = os.environ.get("MLFLOW_TRACKING_TOKEN")
     if user and password:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()

@@ -17,22 +17,24 @@ import re
 import threading
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from zslbench.core.errors import UserError
-from zslbench.core.secrets import mask_credentials, truncate
+from zslbench.core.secrets import has_masked_credentials, mask_credentials, truncate
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 #: MLflow's HTTP settings for zslbench's own calls. MLflow's defaults (7 retries, exponential
 #: back-off, 120 s timeout) take minutes to give up on a dead server; these give up in about
-#: 2 s on a refused connection (retries after 0 s and 1 s) and 3 × 15 s on a silent one. A
-#: variable the user set wins.
+#: 2 s on a refused connection (retries after 0 s and 1 s) and 3 × 15 s on a silent one. MLflow's
+#: own "View run … at: <uri>" lines are off: they print the tracking URI as given, password and all
+#: (the tracker prints the link without credentials instead). A variable the user set wins.
 HTTP_POLICY = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 _POLICY_LOCK = threading.RLock()
 
@@ -61,13 +63,56 @@ def http_policy():
 # --------------------------------------------------------------------------- tracking URI
 def resolve_tracking_uri(cfg_uri: str = "") -> str:
     """The tracking URI: the ``--tracking-uri``/config value, else ``$MLFLOW_TRACKING_URI``,
-    else ``sqlite:///mlflow.db`` in the working directory (MLflow's own default).
+    else ``sqlite:///mlflow.db`` in the working directory (MLflow's own default). A URI saved with
+    its credentials masked gets them back from the environment (:func:`with_credentials`).
 
     >>> resolve_tracking_uri("http://mlflow.lab:5000")
     'http://mlflow.lab:5000'
     """
     uri = (cfg_uri or "").strip() or os.environ.get("MLFLOW_TRACKING_URI", "").strip() or DEFAULT_TRACKING_URI
-    return absolute_sqlite_uri(uri)
+    return absolute_sqlite_uri(with_credentials(uri))
+
+
+def with_credentials(uri: str, any_environment_uri: bool = False, strict: bool = False) -> str:
+    """``uri`` as it can be used: one read back from a saved config or journal, whose credentials were
+    masked, takes them from ``$MLFLOW_TRACKING_URI`` when that is the same URI with its credentials (any
+    ``$MLFLOW_TRACKING_URI`` when ``any_environment_uri``), else — for an http(s) server — from MLflow's
+    own ``$MLFLOW_TRACKING_USERNAME``/``$MLFLOW_TRACKING_PASSWORD`` (the URI loses its userinfo, MLflow
+    sends them). When none is there, ``strict`` makes it a one-line error that says how to supply them;
+    otherwise the masked URI comes back (:func:`~zslbench.tracking.reachability.check_reachable` refuses it
+    before anything is created). Other URIs are returned as they are.
+
+    >>> with_credentials("http://mlflow.lab:5000")
+    'http://mlflow.lab:5000'
+    """
+    if not has_masked_credentials(uri):
+        return uri
+    from_environment = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if from_environment and (any_environment_uri or mask_credentials(from_environment) == uri):
+        return from_environment
+    parts = urlsplit(uri)
+    mlflow_credentials = os.environ.get("MLFLOW_TRACKING_USERNAME") and os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    only_userinfo_masked = not has_masked_credentials(parts.query + parts.path)
+    if parts.scheme in ("http", "https") and mlflow_credentials and only_userinfo_masked:
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment))
+    if not strict:
+        return uri
+    raise UserError(f"the tracking URI {uri} was saved with its credentials masked (they are never stored); supply "
+                    "them at run time: --tracking-uri with the full URI, $MLFLOW_TRACKING_URI set to it, or, for an "
+                    "http(s) server, $MLFLOW_TRACKING_USERNAME and $MLFLOW_TRACKING_PASSWORD")
+
+
+def run_link(uri: str, experiment_id: str, run_id: str) -> str | None:
+    """The web page of a run on an http(s) tracking server, without credentials (None for other stores).
+
+    >>> run_link("http://me:pw@mlflow:5000/", "3", "abc")
+    'http://mlflow:5000/#/experiments/3/runs/abc'
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return None
+    base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), "", ""))
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def absolute_sqlite_uri(uri: str) -> str:
@@ -212,5 +257,5 @@ def store_lock(uri: str):
 __all__ = [
     "DEFAULT_TRACKING_URI", "HTTP_POLICY", "STORE_ERROR_MODULES", "absolute_sqlite_uri", "default_artifact_location",
     "http_policy", "is_store_failure", "mlflow_limits", "resolve_tracking_uri", "sqlite_path", "store_error",
-    "store_errors", "store_lock", "store_scheme", "unusable_store",
+    "run_link", "store_errors", "store_lock", "store_scheme", "unusable_store", "with_credentials",
 ]

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from zslbench.core.errors import UserError
-from zslbench.core.secrets import MASK, mask_credentials
+from zslbench.core.secrets import has_masked_credentials, mask_credentials
 from zslbench.tracking.journal import SYNCED_DIR, Journal, find_journals, journal_lock, mark_synced, read_journal
 from zslbench.tracking.reachability import check_reachable, failure_reason, is_connection_error, unreachable_error
 from zslbench.tracking.replay import INTERRUPTED_STATUS, ReplayStats, replay_journal
-from zslbench.tracking.store import http_policy, resolve_tracking_uri
+from zslbench.tracking.store import http_policy, resolve_tracking_uri, with_credentials
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from mlflow import MlflowClient
@@ -50,15 +50,21 @@ class SyncOutcome:
 
 def _target_uri(journal: Journal, tracking_uri: str) -> str:
     """``--tracking-uri``, else the URI the run was tracked at; when that held credentials (the
-    journal keeps them masked), ``$MLFLOW_TRACKING_URI``."""
+    journal keeps them masked), ``$MLFLOW_TRACKING_URI``, else MLflow's ``$MLFLOW_TRACKING_USERNAME`` and
+    ``$MLFLOW_TRACKING_PASSWORD`` with the recorded server."""
     if tracking_uri:
         return resolve_tracking_uri(tracking_uri)
-    if journal.tracking_uri and MASK not in journal.tracking_uri:
+    if journal.tracking_uri and not has_masked_credentials(journal.tracking_uri):
         return journal.tracking_uri
+    if journal.tracking_uri:
+        try:
+            return with_credentials(journal.tracking_uri, any_environment_uri=True, strict=True)
+        except UserError as exc:
+            raise UserError(f"run {journal.run_id}: {exc}") from None
     if os.environ.get("MLFLOW_TRACKING_URI", "").strip():
         return resolve_tracking_uri("")
-    raise UserError(f"run {journal.run_id} was tracked at {journal.tracking_uri or 'an unrecorded URI'}, whose "
-                    "credentials are not stored; pass it with --tracking-uri (or set $MLFLOW_TRACKING_URI)")
+    raise UserError(f"run {journal.run_id} was tracked at an unrecorded URI; pass it with --tracking-uri (or set "
+                    "$MLFLOW_TRACKING_URI)")
 
 
 def sync_journals(output_dir: str | os.PathLike[str], tracking_uri: str = "", dry_run: bool = False,
