@@ -389,3 +389,17 @@ def test_fetching_the_same_archive_again_says_identical_and_a_real_difference_sa
                           "identical)" in " ".join(err.split()), err
     assert image.read_bytes() == b"edited"
     assert os.listdir(root) == ["CUB", ".fetched.json"] or sorted(os.listdir(root)) == [".fetched.json", "CUB"]
+
+
+def test_a_link_planted_at_the_feature_cache_folder_is_not_followed(tmp_path: Path) -> None:
+    from zslbench.data.feature_cache.key import cache_root
+
+    dataset, outside = tmp_path / "data" / "CUB", tmp_path / "elsewhere"
+    dataset.mkdir(parents=True)
+    outside.mkdir()
+    (dataset / ".cache").symlink_to(outside)
+    with pytest.raises(UserError, match=r"the feature cache folder .* leads through a link to .*elsewhere/features"):
+        cache_root(dataset)
+    assert list(outside.iterdir()) == []  # no features/ folder made through the link
+    (dataset / ".cache").unlink()
+    assert cache_root(dataset) == dataset / ".cache" / "features"  # a real folder is used as before

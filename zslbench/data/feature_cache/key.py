@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from zslbench.core.errors import DataError
+from zslbench.core.files import require_inside
 
 CACHE_VERSION = 1
 FEATURES_FILE = "features.npy"
@@ -114,6 +115,7 @@ def cache_key(fields: dict[str, Any]) -> str:
 def cache_root(dataset_dir: str | Path) -> Path:
     """``<dataset dir>/.cache/features``, or ``$ZSLBENCH_CACHE`` (``~/.cache/zslbench``) ``/features``."""
     preferred = Path(dataset_dir) / ".cache" / "features"
+    require_inside(dataset_dir, preferred, "the feature cache folder")  # a planted link must not redirect writes
     if _writable(preferred):
         return preferred
     fallback = Path(os.environ.get("ZSLBENCH_CACHE") or Path.home() / ".cache" / "zslbench").expanduser() / "features"
