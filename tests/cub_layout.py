@@ -46,3 +46,27 @@ def build_cub_root(shared_data: Path, root: Path, word_vectors: bool = True) -> 
         pixels = np.clip(shade + rng.normal(0, 25, (48, 64, 3)), 0, 255).astype(np.uint8)
         Image.fromarray(pixels).save(path, format="JPEG", quality=80)
     return root
+
+
+#: The real CUB files a data root needs besides the word vectors (split files, image list, attributes).
+CUB_SPLIT_FILES = ("att_splits.mat", "sent_splits.mat", "res101_meta.npz", "attributes.txt", "attribute_groups.json")
+
+
+def build_full_cub_root(shared_data: Path, root: Path, size: tuple[int, int] = (40, 30)) -> Path:
+    """``root/CUB`` with the real split files of ../shared/data as they are (no word vectors) and one stand-in
+    JPEG of ``size`` at the real relative path of every one of CUB's 11,788 images. Returns ``root``."""
+    from PIL import Image
+
+    directory = root / "CUB"
+    directory.mkdir(parents=True)
+    for name in CUB_SPLIT_FILES:
+        shutil.copy(shared_data / "CUB" / name, directory / name)
+    with np.load(directory / "res101_meta.npz", allow_pickle=False) as meta:
+        files, labels = [str(f) for f in meta["image_files"]], meta["labels"]
+    shades = np.random.default_rng(0).integers(0, 256, size=(int(labels.max()) + 1, 3))
+    for relative, label in zip(files, labels):
+        path = directory / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # one colour per class: what a model can learn from these images is the class
+        Image.new("RGB", size, tuple(int(c) for c in shades[label])).save(path, format="JPEG", quality=85)
+    return root

@@ -3,16 +3,14 @@ backbone, and the run pre-flight that stops before anything is created when they
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 from zslbench.backbones import weights as bw
+from tests.loopback import serve_folder
 from zslbench.core.errors import ConfigError, UserError
 
 TAG = "vit_base_patch16_224.orig_in21k_ft_in1k"
@@ -34,18 +32,8 @@ def http_folder(tmp_path):
     """A loopback HTTP server over a folder: (folder, base URL)."""
     folder = tmp_path / "served"
     folder.mkdir()
-    handler = functools.partial(_QuietHandler, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
+    with serve_folder(folder) as base:
+        yield folder, base
 
 
 def tiny_state(path: Path, seed: int = 3) -> dict[str, torch.Tensor]:
