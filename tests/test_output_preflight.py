@@ -134,3 +134,17 @@ def test_an_experiment_name_beyond_mlflows_limit_is_one_line(place: Path, capsys
     code, out, err = invoke([*RUN, "--tracking-uri", "http://127.0.0.1:9", "--data-root", str(place / "data"),
                              "--experiment", "y" * 501], capsys)
     assert_one_line_exit_2(code, out, err, r"track\.experiment is 501 characters long; MLflow takes at most 500")
+
+
+@pytest.mark.parametrize("command", [["table", "main"], ["plot", "ausuc"], ["report"]])
+def test_out_into_a_read_only_folder_is_found_before_any_run_is_read(place: Path, read_only, capsys,
+                                                                    command: list[str]) -> None:
+    (place / "out").mkdir()
+    read_only(place / "out")
+    target = place / "out" / ("report" if command == ["report"] else "result.png")
+    # the store does not exist: reading it first would be a different error (no such experiment)
+    code, out, err = invoke([*command, "--tracking-uri", f"sqlite:///{place / 'store' / 'mlflow.db'}", "--out",
+                             str(target)], capsys)
+    assert_one_line_exit_2(code, out, err, r"--out .*out.*: cannot write into .*out \((Permission denied|Operation "
+                                           r"not permitted)\)")
+    assert not (place / "store" / "mlflow.db").exists()

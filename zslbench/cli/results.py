@@ -23,12 +23,22 @@ ModeOpt = typer.Option(None, "--mode", help="Report every run as one paper did, 
 ReportedOpt = typer.Option(False, "--reported", help="Add the published numbers as a separate, unranked block.")
 
 
+def _check_out(out: Optional[Path], folder: bool = False) -> None:
+    """``--out`` can be written (its folder exists and takes files): checked before any run is read."""
+    if out is None:
+        return
+    from zslbench.core.files import check_output_file, check_output_folder
+
+    (check_output_folder if folder else check_output_file)(Path(out), "--out")
+
+
 def _emit_table(kind: str, experiment: str, fmt: str, out: Optional[Path], tracking_uri: Optional[str],
                 gamma_policy: Optional[str], protocol: Optional[str], reported: bool = False,
                 param: Optional[str] = None, mode: Optional[str] = None) -> None:
     from zslbench.results.render import FORMATS, render
     from zslbench.results.tables import experiment_table
 
+    _check_out(out)
     if fmt not in FORMATS:
         from zslbench.core.errors import unknown_name
 
@@ -120,6 +130,7 @@ def plot_sensitivity_cmd(
     """
     from zslbench.results.plots import plot_sensitivity
 
+    _check_out(out)
     plot_sensitivity(experiment, param, Path(out), tracking_uri=tracking_uri or "")
     _console().print(f"wrote {out}")
 
@@ -137,6 +148,7 @@ def plot_ausuc_cmd(
     """
     from zslbench.results.plots import plot_ausuc
 
+    _check_out(out)
     plot_ausuc(experiment, list(run), Path(out), tracking_uri=tracking_uri or "")
     _console().print(f"wrote {out}")
 
@@ -155,6 +167,7 @@ def plot_patches_cmd(
     """
     from zslbench.results.plots import plot_patches
 
+    _check_out(out)
     plot_patches(run, Path(out), count=count, tracking_uri=tracking_uri or "", data_root=data_root)
     _console().print(f"wrote {out}")
 
@@ -172,6 +185,7 @@ def report_cmd(
     """
     from zslbench.results.report import write_report
 
+    _check_out(out, folder=True)
     paths = write_report(experiment, Path(out), tracking_uri=tracking_uri or "", reported=reported)
     for path in paths:
         _console().print(f"wrote {path}")
