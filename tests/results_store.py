@@ -38,6 +38,9 @@ class RunSpec:
     fingerprint: str = "f" * 64
     decisions: bytes | None = None  # the bytes of a scores/epochs.npz (per-epoch decisions)
     mode: str = "standard"
+    role: str = ""  # "ablation-grid" / "sweep": a parent run (container) with no results of its own
+    tags: dict[str, str] = field(default_factory=dict)
+    start_time: int | None = None  # ms since the epoch (runs are otherwise started in list order)
 
 
 def score_arrays(seed: int, kept: bool = False, superpatches: int = 4) -> dict[str, np.ndarray]:
@@ -57,17 +60,32 @@ def score_arrays(seed: int, kept: bool = False, superpatches: int = 4) -> dict[s
     return arrays
 
 
-def make_run(client: Any, experiment_id: str, spec: RunSpec, tmp: Path) -> str:
-    """Create one run as the runner would leave it; returns its id."""
+def make_run(client: Any, experiment_id: str, spec: RunSpec, tmp: Path, earlier: list[str] | None = None) -> str:
+    """Create one run as the runner (or, with ``role``, ablate/sweep for a parent) would leave it; returns its id.
+
+    ``parent="@i"`` names the ``i``-th run created before it in the same experiment (``earlier``)."""
     from mlflow.entities import Metric, Param
+
+    parent = spec.parent
+    if parent and parent.startswith("@"):
+        parent = (earlier or [])[int(parent[1:])]
+    if spec.role in ("ablation-grid", "sweep"):
+        tags = {"zslbench.role": spec.role, "model": spec.model, "dataset": spec.dataset, **spec.tags}
+        run = client.create_run(experiment_id, tags=tags, run_name=f"{spec.role}-{spec.model}",
+                                start_time=spec.start_time)
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in spec.params.items()])
+        client.set_terminated(run.info.run_id, status=spec.status)
+        return run.info.run_id
 
     tags = {"model": spec.model, "dataset": spec.dataset, "ablations": spec.ablations, "seed": str(spec.seed),
             "selection": spec.selection, "gamma_policy": spec.gamma_policy, "gamma_space": spec.gamma_space,
             "zslbench.protocol": spec.protocol, "data.fingerprint": spec.fingerprint, "git.commit": "abc1234def",
-            "git.dirty": "false", "eval_mode": spec.mode}
-    if spec.parent:
-        tags["mlflow.parentRunId"] = spec.parent
-    run = client.create_run(experiment_id, tags=tags, run_name=f"{spec.model}-{spec.dataset}-s{spec.seed}")
+            "git.dirty": "false", "eval_mode": spec.mode, **({"zslbench.role": spec.role} if spec.role else {}),
+            **spec.tags}
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+    run = client.create_run(experiment_id, tags=tags, run_name=f"{spec.model}-{spec.dataset}-s{spec.seed}",
+                            start_time=spec.start_time)
     run_id = run.info.run_id
     params = {"model.name": spec.model, "model.keep": 12, "model.logit_scale": 5.0, "model.js_weight": 1.0,
               "model.patch_size": 8, "model.img_size": 32, "train.seed": spec.seed, "train.epochs": 2,
@@ -131,5 +149,7 @@ def make_store(tmp: Path, experiments: dict[str, list[RunSpec]]) -> tuple[str, d
     ids: dict[str, list[str]] = {}
     for name, specs in experiments.items():
         experiment_id = client.create_experiment(name, artifact_location=(tmp / "artifacts" / name).as_uri())
-        ids[name] = [make_run(client, experiment_id, spec, tmp) for spec in specs]
+        ids[name] = []
+        for spec in specs:
+            ids[name].append(make_run(client, experiment_id, spec, tmp, ids[name]))
     return uri, ids

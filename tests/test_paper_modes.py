@@ -285,7 +285,7 @@ def cells(table) -> dict[tuple[str, str], object]:
 ])
 def test_table_mode_recomputes_the_hand_case_from_the_stored_decisions(mode_store, mode, expected) -> None:
     from zslbench.results.render import render
-    from zslbench.results.tables import experiment_table
+    from zslbench.results.experiment import experiment_table
 
     uri, _ = mode_store
     table = experiment_table("main", "modes", tracking_uri=uri, mode=mode)
@@ -297,7 +297,7 @@ def test_table_mode_recomputes_the_hand_case_from_the_stored_decisions(mode_stor
 
 
 def test_table_oracle_selection_is_reapplied_over_every_stored_epoch(mode_store) -> None:
-    from zslbench.results.tables import experiment_table
+    from zslbench.results.experiment import experiment_table
 
     uri, _ = mode_store
     got = cells(experiment_table("main", "modes", tracking_uri=uri, gamma_policy="none"))
@@ -307,7 +307,7 @@ def test_table_oracle_selection_is_reapplied_over_every_stored_epoch(mode_store)
 
 def test_table_mode_needs_decisions_and_no_gamma_policy(mode_store) -> None:
     from zslbench.core.errors import UserError
-    from zslbench.results.tables import experiment_table
+    from zslbench.results.experiment import experiment_table
 
     uri, ids = mode_store
     with pytest.raises(UserError, match=rf"no scores/epochs.npz to recompute --mode svip from \({ids['old'][0]}\)"):

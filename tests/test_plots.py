@@ -1,4 +1,5 @@
-"""Plots: each kind writes a non-empty PNG and PDF and is logged as an artifact of its run(s)."""
+"""Plots: each kind writes a non-empty PNG and PDF, changes no run unless asked (--log-to-run), plots only
+swept parameters and keeps benchmarks and containers apart."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     runs.append(RunSpec(model="vit", ablations="baseline", seed=0, metrics={"gamma": 0.5}))
     uri, ids = make_store(tmp, {"runs": runs})
     client = MlflowClient(tracking_uri=uri)
-    parent = client.create_run(client.get_experiment_by_name("runs").experiment_id, run_name="sweep").info.run_id
+    parent = client.create_run(client.get_experiment_by_name("runs").experiment_id, run_name="sweep",
+                               tags={"zslbench.role": "sweep", "optuna.study": "s"}).info.run_id
+    client.log_param(parent, "sweep.params", "temperature")
     client.set_terminated(parent)
     for run_id in ids["runs"][:6]:  # the sweep's trials are children of one parent run
         client.set_tag(run_id, "mlflow.parentRunId", parent)
@@ -76,10 +79,12 @@ def test_sensitivity_plot_png_and_pdf(store, tmp_path: Path) -> None:
     for suffix, magic in ((".png", b"\x89PNG"), (".pdf", b"%PDF")):
         out = plot_sensitivity("runs", "temperature", tmp_path / f"sens{suffix}", tracking_uri=uri, frame=frame)
         assert out.stat().st_size > 5000 and out.read_bytes()[:4] == magic
-    assert {"sens.png", "sens.pdf"} <= set(artifacts(uri, store[3]))  # logged to the sweep's parent run
+    assert artifacts(uri, store[3]) == []  # nothing written into the sweep's parent run unasked
+    plot_sensitivity("runs", "temperature", tmp_path / "logged.png", tracking_uri=uri, frame=frame, log_to_run=True)
+    assert "logged.png" in artifacts(uri, store[3])
 
 
-def test_ausuc_plot_png_and_pdf_logged_to_each_run(store, tmp_path: Path) -> None:
+def test_ausuc_plot_png_and_pdf_logged_only_when_asked(store, tmp_path: Path) -> None:
     from zslbench.results.frames import load_runs
 
     uri, ids, tmp, _ = store
@@ -88,7 +93,24 @@ def test_ausuc_plot_png_and_pdf_logged_to_each_run(store, tmp_path: Path) -> Non
         out = plot_ausuc("runs", ids[:2] + ids[-1:], tmp_path / f"curves{suffix}", tracking_uri=uri, frame=frame,
                          cache_dir=tmp / "cache")
         assert out.stat().st_size > 5000
-        assert f"curves{suffix}" in artifacts(uri, ids[0]) and f"curves{suffix}" in artifacts(uri, ids[-1])
+        assert f"curves{suffix}" not in artifacts(uri, ids[0])
+    plot_ausuc("runs", ids[-1:], tmp_path / "mine.png", tracking_uri=uri, frame=frame, cache_dir=tmp / "cache",
+               log_to_run=True)
+    assert "mine.png" in artifacts(uri, ids[-1])
+
+
+def test_ausuc_default_curves_one_per_method_named_like_the_tables(store, tmp_path: Path) -> None:
+    from zslbench.results.frames import load_runs
+    from zslbench.results.plots import curve_runs
+    from zslbench.results.selection import Selection, select_runs
+
+    uri, ids, tmp, _ = store
+    frame = load_runs("runs", uri)
+    runs = select_runs(frame, Selection(), "curves")
+    assert runs["run_id"].to_list() == [ids[-1]]  # the sweep's trials are not methods; its parent is no run
+    assert [label for label, _ in curve_runs(runs)] == ["ViT (baseline)"]
+    out = plot_ausuc("runs", [], tmp_path / "default.png", tracking_uri=uri, frame=frame, cache_dir=tmp / "cache")
+    assert out.stat().st_size > 5000
 
 
 def test_patches_plot_overlays_kept_superpatches(store, tmp_path: Path) -> None:
@@ -97,16 +119,16 @@ def test_patches_plot_overlays_kept_superpatches(store, tmp_path: Path) -> None:
     for suffix in (".png", ".pdf"):
         out = plot_patches(run_id, tmp_path / f"patches{suffix}", count=4, tracking_uri=uri, cache_dir=tmp / "cache")
         assert out.stat().st_size > 5000
-    assert "patches.png" in artifacts(uri, run_id)
+    assert artifacts(uri, run_id) == []
 
 
 def test_plot_errors_are_one_line(store, tmp_path: Path) -> None:
     uri, ids, tmp, _ = store
     with pytest.raises(UserError, match="use a .png or .pdf"):
         plot_ausuc("runs", [], tmp_path / "x.jpg", tracking_uri=uri)
-    with pytest.raises(UserError, match="not finished runs of experiment 'runs'"):
+    with pytest.raises(UserError, match="--run 0{32}: no finished run with that id"):
         plot_ausuc("runs", ["0" * 32], tmp_path / "x.png", tracking_uri=uri)
-    with pytest.raises(UserError, match="do not vary model.keep"):
+    with pytest.raises(UserError, match="no sweep of patch_number .* swept parameters only"):
         plot_sensitivity("runs", "patch_number", tmp_path / "x.png", tracking_uri=uri)
     with pytest.raises(UserError, match="stored no kept super-patches"):
         plot_patches(ids[0], tmp_path / "x.png", tracking_uri=uri, cache_dir=tmp / "cache")

@@ -16,7 +16,8 @@ import pytest
 from results_store import RunSpec, make_store
 from zslbench.core.errors import UserError
 from zslbench.results.render import FORMATS, render
-from zslbench.results.tables import (ablation_table, build_table, experiment_table, main_table, reported_numbers,
+from zslbench.results.experiment import experiment_table
+from zslbench.results.tables import (ablation_table, build_table, main_table, reported_numbers,
                                      sensitivity_table)
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -86,13 +87,27 @@ def test_main_table_marks_best_second_std_dagger_and_reported_block(capsys: pyte
     assert "w/o JSD" not in markdown
 
 
-def test_ablation_table_deltas_against_full_svip() -> None:
-    markdown = render(ablation_table(fixed_frame()), "markdown")
+def grid_frame() -> pl.DataFrame:
+    """One ablation grid: full SVIP, w/o JSD and w/o SSPS over seeds 0-2, the ViT baseline over seeds 0-1 only."""
+    rows = []
+    for model, ablations, seeds, h in [("svip", "none", (0, 1, 2), 0.52), ("svip", "no_js", (0, 1, 2), 0.51),
+                                       ("svip", "no_patch_selection", (0, 1, 2), 0.45), ("vit", "baseline", (0, 1), 0.41)]:
+        for seed in seeds:
+            rows.append({"run_id": f"{ablations}-{seed}", "model": model, "dataset": "synth", "ablations": ablations,
+                         "seed": seed, "selection": "final", "gamma_policy": "none", "gamma_space": "logit",
+                         "protocol": "2", "data_fingerprint": "f" * 64, "git_commit": "abc", "oracle": False,
+                         "zsl_t1": h + 0.1, "gzsl_h": h + 0.01 * (seed - 1)})
+    return pl.DataFrame(rows)
+
+
+def test_ablation_table_deltas_against_full_svip_of_the_same_seeds() -> None:
+    markdown = render(ablation_table(grid_frame()), "markdown")
     lines = {line.split(" | ")[0].lstrip("| "): line for line in markdown.splitlines() if line.startswith("|")}
-    assert "<u>51.0</u> (-1.0)" in lines["w/o JSD"]  # H 0.51 vs full SVIP mean 0.52
+    assert "<u>51.0</u> ± 1.0 (-1.0)" in lines["w/o JSD"]  # H 0.51 vs full SVIP 0.52, both over seeds 0, 1, 2
     assert "(-7.0)" in lines["w/o SSPS"]
-    assert "41.0 ± 1.4 (-11.0)" in lines["Baseline: ViT + attribute head"]
-    assert list(lines)[2:6] == ["Baseline: ViT + attribute head", "w/o SSPS", "w/o JSD", "Full SVIP"]
+    assert "(" not in lines["Baseline: ViT + attribute head"].split("|", 2)[2]  # seeds 0, 1 only: no Δ
+    assert "No Δ where a row's seeds differ from full SVIP's" in markdown
+    assert list(lines)[2:] == ["Baseline: ViT + attribute head", "w/o SSPS", "w/o JSD", "Full SVIP"]
 
 
 def test_sensitivity_table_rows_are_values() -> None:
@@ -133,13 +148,37 @@ def test_latex_compiles_unchanged_in_a_minimal_document(tmp_path: Path) -> None:
     frame = fixed_frame()
     body = "".join(render(build_table(kind, frame, param="patch_number", reported=True), "latex")
                    for kind in ("main", "ablation", "sensitivity"))
-    (tmp_path / "tables.tex").write_text(body)
-    (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
-                                      "\\input{tables.tex}\n\\end{document}\n")
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+    compile_latex(tmp_path, body)
+
+
+def compile_latex(folder: Path, body: str) -> None:
+    """Compile ``body`` in a plain article (booktabs, graphicx); fail on an error or an overfull box over 1 pt."""
+    import re
+
+    (folder / "tables.tex").write_text(body)
+    (folder / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n"
+                                    "\\begin{document}\n\\input{tables.tex}\n\\end{document}\n")
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=folder,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-2000:]
-    assert (tmp_path / "doc.pdf").stat().st_size > 1000
+    assert (folder / "doc.pdf").stat().st_size > 1000
+    log = (folder / "doc.log").read_text(errors="replace")
+    overfull = [float(pt) for pt in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too", log)]
+    assert all(pt <= 1.0 for pt in overfull), f"overfull boxes: {overfull} pt"
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None,
+                    reason="pdflatex is absent (apt-get install texlive-latex-recommended): compile test skipped")
+def test_wide_tables_fit_the_text_width(tmp_path: Path) -> None:
+    frame = pl.concat([fixed_frame().with_columns(pl.lit(d).alias("dataset"),
+                                                  pl.col("run_id") + d) for d in ("CUB", "AWA2", "SUN", "synth")])
+    body = "".join(render(build_table(kind, frame, param="patch_number", reported=True), "latex")
+                   for kind in ("main", "ablation"))
+    compile_latex(tmp_path, body)
+    (tmp_path / "doc.log").unlink()
+    unscaled = body.replace("\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%", "{%")
+    with pytest.raises(AssertionError, match="overfull boxes"):  # the check bites without the shrinking
+        compile_latex(tmp_path, unscaled)
 
 
 # --------------------------------------------------------------------------- from a store

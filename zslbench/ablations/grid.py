@@ -25,10 +25,13 @@ from zslbench.ablations import paper_rows, patches_for
 from zslbench.config import Config, Request, config_hash, resolve_request
 from zslbench.engine.summary import delta, pm
 from zslbench.metrics import REPORTED_METRICS
+from zslbench.tracking.tags import CELL_RUNS_TAG
 
 FULL = "full"
 HASH_TAG = "zslbench.config_hash"
 GRID_TAG = "zslbench.grid_hash"
+#: The longest cell list kept as a tag (MLflow's tag limit is larger); bigger grids are read from their children.
+CELL_RUNS_MAX = 5000
 ROW_TAG = "zslbench.ablation_row"
 
 
@@ -126,6 +129,9 @@ def run_ablation_grid(opts: AblateOptions, console) -> list[Cell]:
             result = run_one(cell.cfg, console, parent_run_id=parent.run_id, data=data,
                              tags={HASH_TAG: cell.hash, ROW_TAG: cell.row})
             cell.run_id, cell.final = result.run_id, result.final
+        cells_tag = ",".join(c.run_id for c in cells if c.run_id)
+        if len(cells_tag) <= CELL_RUNS_MAX:  # reused cells are children of other parents: the grid names them all
+            parent.set_tags({CELL_RUNS_TAG: cells_tag})
         status = "FINISHED"
     finally:
         parent.finish(status)

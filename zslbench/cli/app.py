@@ -36,10 +36,11 @@ DataRootOpt = typer.Option(None, "--data-root", help="Directory holding one fold
 ImageRootOpt = typer.Option(None, "--image-root", help="Where the dataset's images live [default: the dataset folder]")
 
 
-def _console():
+def _console(stderr: bool = False):
+    """The console human output goes to: stdout, or stderr where stdout carries data (``--json -``)."""
     from rich.console import Console
 
-    return Console()
+    return Console(stderr=stderr)
 
 
 def _data_root(data_root: Optional[Path]) -> Path:

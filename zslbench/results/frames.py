@@ -48,25 +48,29 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 TABLE_METRICS = tuple(REPORTED_METRICS)
 #: Keys that identify a configuration, whatever its hyperparameters.
 IDENTITY_KEYS = ("model", "dataset", "ablations", "protocol", "gamma_policy", "gamma_space", "selection", "mode",
-                 "data_fingerprint")
+                 "data_fingerprint", "weights", "precision")
 #: Config params that never split a configuration (they do not change the numbers, or only by seed).
 NUISANCE_PARAMS = frozenset({
     "train.seed", "train.device", "train.threads", "train.amp", "train.eval_every", "eval.batch_size",
     "eval.gamma_policy", "eval.selection", "eval.gamma_space", "eval.mode", "data.root", "data.image_root", "preset",
     "ablations", "model.name",
 })
-NUISANCE_PREFIXES = ("track.",)
-PARAM_PREFIXES = ("model.", "train.", "eval.", "data.")
+NUISANCE_PREFIXES = ("track.", "sweep.")
+PARAM_PREFIXES = ("model.", "train.", "eval.", "data.", "sweep.")
 TAG_COLUMNS = {
     "model": "model", "dataset": "dataset", "ablations": "ablations", "seed": "seed", "selection": "selection",
     "gamma_policy": "gamma_policy", "gamma_space": "gamma_space", "eval_mode": "mode", "zslbench.protocol": "protocol",
     "data.fingerprint": "data_fingerprint", "git.commit": "git_commit", "git.dirty": "git_dirty",
     "mlflow.parentRunId": "parent_run_id", "mlflow.runName": "run_name",
+    # containers and fidelity: which runs are results, and what may share a table cell
+    "zslbench.role": "role", "zslbench.grid_hash": "grid", "optuna.study": "study", "zslbench.cell_runs": "cell_runs",
+    "zslbench.weights": "weights", "zslbench.precision": "precision",
 }
 _STRING_DEFAULTS = {"ablations": "none", "selection": "final", "gamma_policy": "none", "gamma_space": "logit",
                     "mode": "standard",
                     "protocol": "unknown", "data_fingerprint": "", "git_commit": "unknown", "git_dirty": "unknown",
-                    "parent_run_id": "", "run_name": "", "model": "unknown", "dataset": "unknown"}
+                    "parent_run_id": "", "run_name": "", "model": "unknown", "dataset": "unknown", "role": "",
+                    "grid": "", "study": "", "cell_runs": "", "weights": "", "precision": ""}
 
 
 # --------------------------------------------------------------------------- loading
@@ -253,8 +257,8 @@ def _latest_run_per_seed(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFra
 
 
 def _with_defaults(frame: pl.DataFrame) -> pl.DataFrame:
-    """Fill the identity columns a hand-made frame may lack, and label datasets seen with several
-    data fingerprints (``synth@1a2b3c4``) so their runs are never averaged or shown together."""
+    """Fill the identity columns a hand-made frame may lack, and name each run's benchmark (``dataset_label``:
+    the dataset, with its variant where several appear) so variants are never averaged or shown together."""
     additions = []
     for column, default in _STRING_DEFAULTS.items():
         if column not in frame.columns:
@@ -265,12 +269,39 @@ def _with_defaults(frame: pl.DataFrame) -> pl.DataFrame:
         additions.append(pl.lit(None, dtype=pl.Int64).alias("seed"))
     if additions:
         frame = frame.with_columns(additions)
-    variants = frame.group_by("dataset").agg(pl.col("data_fingerprint").n_unique().alias("_variants"))
-    frame = frame.join(variants, on="dataset", how="left")
-    return frame.with_columns(
-        pl.when(pl.col("_variants") > 1)
-        .then(pl.concat_str([pl.col("dataset"), pl.lit("@"), pl.col("data_fingerprint").str.slice(0, 7)]))
-        .otherwise(pl.col("dataset")).alias("dataset_label")).drop("_variants")
+    return frame.with_columns(pl.Series("dataset_label", benchmark_labels(frame), dtype=pl.Utf8))
+
+
+def benchmark_labels(frame: pl.DataFrame) -> list[str]:
+    """A readable benchmark name per run: the dataset, and its variant only where a dataset appears in several
+    (the synthetic preset — ``synth (tiny)`` — else the data fingerprint: ``CUB (data 1a2b3c4)``).
+
+    >>> f = pl.DataFrame({"dataset": ["synth", "synth", "CUB"], "data.synth_preset": ["tiny", "default", "default"],
+    ...                   "data_fingerprint": ["a" * 8, "b" * 8, "c" * 8]})
+    >>> benchmark_labels(f)
+    ['synth (tiny)', 'synth (default)', 'CUB']
+    """
+    datasets = frame["dataset"].to_list()
+    fingerprints = [f or "" for f in frame["data_fingerprint"].to_list()] if "data_fingerprint" in frame.columns \
+        else [""] * frame.height
+    presets = [p or "" for p in frame["data.synth_preset"].to_list()] if "data.synth_preset" in frame.columns \
+        else [""] * frame.height
+    variants: dict[str, set[tuple[str, str]]] = {}
+    for dataset, preset, fingerprint in zip(datasets, presets, fingerprints):
+        variants.setdefault(dataset, set()).add((preset if dataset == "synth" else "", fingerprint))
+    labels = []
+    for dataset, preset, fingerprint in zip(datasets, presets, fingerprints):
+        mine = variants[dataset]
+        if len(mine) == 1:
+            labels.append(dataset)
+            continue
+        preset = preset if dataset == "synth" else ""
+        by_preset = {p for p, _ in mine}
+        named = preset if preset and len(by_preset) > 1 else ""
+        same_name = [f for p, f in mine if p == preset] if named else [f for _, f in mine]
+        detail = ", ".join(x for x in (named, f"data {fingerprint[:7]}" if len(same_name) > 1 else "") if x)
+        labels.append(f"{dataset} ({detail})")
+    return labels
 
 
 # --------------------------------------------------------------------------- mixing rules

@@ -1,8 +1,9 @@
 """Rendering a :class:`~zslbench.results.tables.Table`: LaTeX (booktabs), Markdown and CSV.
 
 * ``latex`` — booktabs, best **bold** and second underlined per column (measured rows only),
-  ± std in ``\\scriptsize``, † on test-selected numbers, footnotes under the tabular. It needs
-  only ``\\usepackage{booktabs}`` and compiles unchanged with pdflatex.
+  ± std in ``\\scriptsize``, † on test-selected numbers, footnotes under the tabular. The tabular is
+  shrunk to the text width when it is wider (``\\resizebox``, never enlarged), so any table fits a
+  standard article page. It needs ``\\usepackage{booktabs,graphicx}`` and compiles unchanged with pdflatex.
 * ``markdown`` — a GitHub table, best ``**bold**``, second ``<u>underlined</u>``, footnotes below.
 * ``csv`` — one line per (block, row, dataset, metric) with mean, std, n, rank, Δ and the policy.
 
@@ -79,7 +80,7 @@ def format_number(cell: Cell, fmt: str) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"γ": r"$\gamma$", "σ": r"$\sigma$", "λ": r"$\lambda$", "Δ": r"$\Delta$", "±": r"$\pm$",
-                  "†": r"$^\dagger$", "−": r"$-$", "–": "--", "—": "---", "→": r"$\to$", "≥": r"$\geq$",
+                  "†": r"$^\dagger$", "‡": r"$^\ddagger$", "−": r"$-$", "–": "--", "—": "---", "→": r"$\to$", "≥": r"$\geq$",
                   "≤": r"$\leq$", "×": r"$\times$", "…": r"\ldots{}", "·": r"$\cdot$", "é": r"\'e"}
 
 
@@ -103,12 +104,14 @@ def latex_escape(text: str) -> str:
 
 
 def render_latex(table: Table) -> str:
-    """A ``table`` float with a booktabs tabular and footnotes; needs only ``booktabs``."""
+    """A ``table`` float with a booktabs tabular (shrunk to ``\\linewidth`` when wider) and footnotes; needs
+    ``booktabs`` and ``graphicx``."""
     columns = table.columns()
     lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{latex_escape(table.caption)}}}"]
     if table.label:
         lines.append(f"\\label{{{table.label}}}")
     lines += ["\\small", "\\setlength{\\tabcolsep}{4pt}",
+              "\\resizebox{\\ifdim\\width>\\linewidth\\linewidth\\else\\width\\fi}{!}{%",
               "\\begin{tabular}{l" + "".join("|" * 0 + "c" * len(cols) for _, cols in table.groups) + "}",
               "\\toprule"]
     header, rules, start = [""], [], 2
@@ -130,7 +133,7 @@ def render_latex(table: Table) -> str:
             cells = [format_number(row.cells.get(c, Cell(None)), "latex") for c in columns]
             lines.append(" & ".join([latex_escape(row.label)] + cells) + " \\\\")
     lines.append("\\bottomrule")
-    lines.append("\\end{tabular}")
+    lines.append("\\end{tabular}}")
     if table.notes:
         lines.append("\\par\\smallskip")
         lines.append("\\parbox{\\linewidth}{\\footnotesize")

@@ -1,10 +1,12 @@
 """``zslbench report``: one Markdown and one HTML file with an experiment's tables, plots and provenance.
 
 The report holds the main table (with the published numbers, unranked, when asked), the ablation
-table and a sensitivity table per swept hyperparameter (where the experiment has such runs), a
+table and a sensitivity table per swept hyperparameter (where the experiment has a sweep of it), a
 re-evaluation of H with and without test-set calibration (from the stored scores), the plots, and
-a provenance table: every run id with its model, dataset, seed, policies, protocol version, git
-commit and data fingerprint — so every number can be traced to its runs.
+a provenance table: every result run used, with its model, dataset, seed, policies, protocol version,
+git commit and data fingerprint — so every number can be traced to its runs. Each section uses the runs
+its table would (:mod:`zslbench.results.selection`); parent runs (ablation grids, sweeps) are counted
+apart and are never results. Nothing is written into the runs unless ``log_to_run``.
 
 ``report.md`` links its figures from ``figures/`` next to it; ``report.html`` embeds them (base64)
 and needs no other file. No template engine: the HTML is built from the same table model.
@@ -37,43 +39,61 @@ OUT_HINT = "free disk space or fix the folder's permissions, or choose another -
 
 
 def write_report(experiment: str, out_dir: Path, tracking_uri: str = "", reported: bool = True,
-                 cache_dir: Path | None = None) -> list[Path]:
-    """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir``; returns the two report paths."""
+                 cache_dir: Path | None = None, selection: Any = None, log_to_run: bool = False) -> list[Path]:
+    """Write ``report.md``, ``report.html`` and ``figures/`` into ``out_dir``; returns the two report paths.
+
+    ``selection`` (:class:`zslbench.results.selection.Selection`) narrows every section's runs."""
     from zslbench.results.frames import load_runs
     from zslbench.results.plots import plot_ausuc, plot_sensitivity
+    from zslbench.results.selection import Selection, select_runs, split_containers, tagged_runs
     from zslbench.tracking import mask_credentials, resolve_tracking_uri
 
     out_dir = Path(out_dir)
+    selection = selection or Selection()
     frame = load_runs(experiment, tracking_uri)
+    tagged = tagged_runs(experiment, tracking_uri, selection)
+
+    def runs_for(purpose: str, param: str | None = None) -> pl.DataFrame:
+        return select_runs(frame, selection, purpose, param=param, tagged=tagged)
+
+    chosen = {"main": runs_for("main"), "ablation": runs_for("ablation")}
+    chosen |= {space.name: runs_for("sensitivity", space.name) for space in sensitivity_spaces()}
+    used = pl.concat([f for f in chosen.values() if not f.is_empty()], how="diagonal_relaxed").unique("run_id") \
+        if any(not f.is_empty() for f in chosen.values()) else frame.clear()
+    if used.is_empty():
+        raise UserError(f"experiment {experiment!r} has no result runs to report (only parent runs, or none "
+                        "selected); run `zslbench run` first")
     sections: list[tuple[str, Any]] = []  # (title, Table | str paragraph | Path figure)
-    tables = _tables(frame, experiment, reported)
+    tables = _tables(chosen, experiment, reported)
     figures = out_dir / "figures"
     for title, table in tables:
         sections.append((title, table))
-    calibration = _calibration_table(frame, experiment, tracking_uri, cache_dir)
+    calibration = _calibration_table(chosen["main"], experiment, tracking_uri, cache_dir)
     if calibration is not None:
         sections.append(("How much does choosing γ on the test set inflate H?", calibration))
-    curves = _representative_runs(frame)
     try:
-        sections.append(("Seen–unseen curves", plot_ausuc(experiment, curves, figures / "ausuc.png",
-                                                          tracking_uri, frame=frame, cache_dir=cache_dir)))
+        sections.append(("Seen–unseen curves", plot_ausuc(experiment, [], figures / "ausuc.png", tracking_uri,
+                                                          frame=frame, cache_dir=cache_dir, selection=selection,
+                                                          log_to_run=log_to_run)))
     except UserError as exc:
         sections.append(("Seen–unseen curves", f"Not available: {exc}"))
     for name in (space.name for space in sensitivity_spaces()):
         if any(title.endswith(f"({name})") for title, _ in tables):
             sections.append((f"Sensitivity plot ({name})",
                              plot_sensitivity(experiment, name, figures / f"sensitivity_{name}.png", tracking_uri,
-                                              frame=frame)))
+                                              frame=frame, selection=selection, log_to_run=log_to_run)))
+    _, containers = split_containers(frame)
     meta = {
         "experiment": experiment,
         "tracking URI": mask_credentials(resolve_tracking_uri(tracking_uri)),
         "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "zslbench": f"{__version__} (protocol version {PROTOCOL_VERSION})",
-        "finished runs": str(frame.height),
-        "protocol versions of the runs": ", ".join(sorted(frame["protocol"].unique().to_list())),
-        "git commits of the runs": ", ".join(sorted(frame["git_commit"].unique().to_list())),
+        "result runs reported": str(used.height),
+        "parent runs (ablation grids, sweeps; no results of their own)": str(containers.height),
+        "protocol versions of the runs": ", ".join(sorted(used["protocol"].unique().to_list())),
+        "git commits of the runs": ", ".join(sorted(used["git_commit"].unique().to_list())),
     }
-    provenance = _provenance(frame)
+    provenance = _provenance(used)
     markdown = _markdown(experiment, meta, sections, provenance, out_dir)
     page = _html(experiment, meta, sections, provenance)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
@@ -83,16 +103,18 @@ def write_report(experiment: str, out_dir: Path, tracking_uri: str = "", reporte
 
 
 # --------------------------------------------------------------------------- content
-def _tables(frame: pl.DataFrame, experiment: str, reported: bool) -> list[tuple[str, Table]]:
+def _tables(chosen: dict[str, pl.DataFrame], experiment: str, reported: bool) -> list[tuple[str, Table]]:
     from zslbench.results.frames import check_protocols
 
-    frame = _current_protocol(frame, check_protocols)
     tables: list[tuple[str, Table]] = []
     for title, kind, param in [("Main results", "main", None), ("Ablation", "ablation", None)] + \
             [(f"Sensitivity ({space.name})", "sensitivity", space.name) for space in sensitivity_spaces()]:
+        frame = chosen[param or kind]
+        if frame.is_empty():
+            continue
         try:
-            tables.append((title, build_table(kind, frame, param=param, reported=reported and kind != "sensitivity",
-                                              experiment=experiment)))
+            tables.append((title, build_table(kind, _current_protocol(frame, check_protocols), param=param,
+                                              reported=reported and kind != "sensitivity", experiment=experiment)))
         except UserError:
             continue  # the experiment has no runs for this table
     return tables
@@ -112,6 +134,8 @@ def _calibration_table(frame: pl.DataFrame, experiment: str, tracking_uri: str, 
     from zslbench.results.frames import aggregate, method_label
     from zslbench.results.scores import reevaluate
 
+    if frame.is_empty():
+        return None
     try:
         none = aggregate(reevaluate(frame, "none", tracking_uri, cache_dir), metrics=("gzsl_h",))
         oracle = aggregate(reevaluate(frame, "oracle", tracking_uri, cache_dir), metrics=("gzsl_h",))
@@ -138,15 +162,6 @@ def _calibration_table(frame: pl.DataFrame, experiment: str, tracking_uri: str, 
                  notes=["γ=0: no calibration; γ test†: γ maximising H on the test set (what most papers report); "
                         "gain: the difference in points — optimism from test-set calibration.",
                         "† test-selected."])
-
-
-def _representative_runs(frame: pl.DataFrame) -> list[str]:
-    """One run (the lowest seed) per configuration, at most 8, for the curves plot."""
-    from zslbench.results.frames import aggregate
-    from zslbench.results.plots import MAX_CURVES
-
-    grouped = aggregate(frame, metrics=())
-    return [ids[0] for ids in grouped["run_ids"].to_list()][:MAX_CURVES]
 
 
 def _provenance(frame: pl.DataFrame) -> list[dict[str, str]]:

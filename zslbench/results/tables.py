@@ -36,6 +36,7 @@ METRIC_HEADERS = REPORTED_METRICS
 #: Metrics whose value depends on γ (test-selected when γ was chosen on the test set).
 GAMMA_METRICS = ("gzsl_u", "gzsl_s", "gzsl_h")
 DATASET_ORDER = ("synth", "CUB", "AWA2", "SUN")
+REAL_DATASETS = ("CUB", "AWA2", "SUN")
 #: The row of the unablated model in an ablation table.
 FULL = "full"
 REPORTED_NOTE = ("Reported rows are the authors' published numbers, selected on the test set by their authors "
@@ -54,6 +55,7 @@ class Cell:
     oracle: bool = False
     rank: int | None = None  # 1 = best, 2 = second in its column (measured rows only)
     delta: float | None = None  # difference to a reference row (fraction), shown as (+x.x)
+    seeds: tuple[int, ...] = ()  # the seeds averaged (a Δ compares cells of the same seeds only)
 
 
 @dataclass
@@ -107,44 +109,6 @@ def build_table(kind: str, frame: pl.DataFrame, *, param: str | None = None, rep
     return sensitivity_table(frame, param, experiment=experiment)
 
 
-def experiment_table(kind: str, experiment: str = "zslbench", *, tracking_uri: str = "", param: str | None = None,
-                     reported: bool = False, gamma_policy: str | None = None, protocol: str | None = None,
-                     cache_dir: Any = None, mode: str | None = None) -> Table:
-    """Load the finished runs of ``experiment`` and build table ``kind`` from them.
-
-    ``gamma_policy`` (none | val | oracle) recomputes every run's metrics from its stored test
-    scores under that γ policy first (:func:`zslbench.results.scores.reevaluate`); ``mode`` (svip |
-    transzero | apn) recomputes them as that paper reported them (†,
-    :func:`zslbench.results.scores.reevaluate_mode`); ``standard`` (or None) shows them as logged.
-    """
-    from zslbench.metrics import check_mode
-    from zslbench.results.frames import load_runs
-
-    if kind not in TABLE_KINDS:
-        raise unknown_name("table", kind, TABLE_KINDS)
-    if kind == "sensitivity":
-        sensitivity_column(param or "")
-    paper_mode = check_mode(mode) if mode not in (None, "standard") else None
-    if paper_mode is not None and gamma_policy is not None:
-        raise UserError(f"--mode {paper_mode} fixes γ as that paper did; drop --gamma-policy (or use --mode standard)")
-    frame = load_runs(experiment, tracking_uri)
-    if paper_mode is not None:
-        from zslbench.results.scores import reevaluate_mode
-
-        frame = reevaluate_mode(check_protocols(frame, protocol) if protocol else frame, paper_mode, tracking_uri,
-                                cache_dir)
-        return build_table(kind, frame, param=param, reported=reported, experiment=experiment)
-    if gamma_policy is not None:
-        from zslbench.results.scores import reevaluate
-
-        # Recomputed numbers all come from the current metric code (protocol version), so runs
-        # logged under older versions become comparable; --protocol still restricts the runs.
-        frame = reevaluate(check_protocols(frame, protocol) if protocol else frame, gamma_policy,
-                           tracking_uri, cache_dir)
-    return build_table(kind, frame, param=param, reported=reported, protocol=protocol if gamma_policy is None else None,
-                       experiment=experiment)
-
-
 def main_table(frame: pl.DataFrame, reported: bool = False, experiment: str = "") -> Table:
     """Rows = methods (model + ablations), column groups per dataset with T1 | U S H | AUSUC."""
     rows_elsewhere = _ablation_table_rows()  # belong to the ablation table, not to the main table's methods
@@ -192,12 +156,13 @@ def ablation_table(frame: pl.DataFrame, reported: bool = False, experiment: str 
     families = [f for f in ablation_families() if f in set(grouped["ablation_family"].to_list())]
     labels, notes = _row_labels(grouped, lambda r: _ablation_row_labels(r["ablation_family"])[r["ablation_row"]])
     blocks = []
+    other_seeds = False
     for family in families:
         order_of = {row: i for i, row in enumerate(_ablation_row_labels(family))}
         mine = [i for i in range(grouped.height) if grouped[i, "ablation_family"] == family]
         order = sorted(mine, key=lambda i: (order_of[grouped[i, "ablation_row"]], labels[i]))
         rows = _rows(grouped, labels, order, metrics, key_column="ablation_row")
-        _mark_deltas(rows, datasets, metrics, _majority_policy(grouped))
+        other_seeds = _mark_deltas(rows, datasets, metrics, _majority_policy(grouped)) or other_seeds
         blocks.append(Block(rows, title=display_name(family) if len(families) > 1 else ""))
     reported_rows = _reported("ablation") if reported and "svip" in families else []
     if reported_rows:
@@ -207,13 +172,18 @@ def ablation_table(frame: pl.DataFrame, reported: bool = False, experiment: str 
     shown = " and ".join(display_name(f) for f in families)
     table = Table("ablation", _caption(f"Ablation of {shown}'s components", experiment), "Variant",
                   [(d, metrics) for d in datasets], blocks, label="tab:ablation")
-    notes = notes + [f"Δ (in parentheses): difference to full {shown} in percentage points, same dataset and policy."]
+    notes = notes + [f"Δ (in parentheses): difference to full {shown} in percentage points, same dataset, policy "
+                     "and seeds."]
+    if other_seeds:
+        notes.append(f"No Δ where a row's seeds differ from full {shown}'s (run them in one `zslbench ablate` grid).")
     _finish(table, grouped, notes, reported=bool(reported_rows))
     return table
 
 
-def _mark_deltas(rows: list[Row], datasets: Sequence[str], metrics: Sequence[str], majority: str) -> None:
-    """Δ of every row vs the full model's row of the same dataset and policy."""
+def _mark_deltas(rows: list[Row], datasets: Sequence[str], metrics: Sequence[str], majority: str) -> bool:
+    """Δ of every row vs the full model's row of the same dataset, policy and seeds; returns whether a Δ was
+    left out because the seeds differ."""
+    left_out = False
     for dataset in datasets:
         reference = next((r for r in rows if r.key == FULL and r.policy == majority
                           and any(g == dataset for g, _ in r.cells)), None)
@@ -224,8 +194,13 @@ def _mark_deltas(rows: list[Row], datasets: Sequence[str], metrics: Sequence[str
                 continue
             for metric in metrics:
                 cell, ref = row.cells.get((dataset, metric)), reference.cells.get((dataset, metric))
-                if cell is not None and ref is not None and cell.mean is not None and ref.mean is not None:
-                    cell.delta = cell.mean - ref.mean
+                if cell is None or ref is None or cell.mean is None or ref.mean is None:
+                    continue
+                if cell.seeds != ref.seeds:
+                    left_out = True
+                    continue
+                cell.delta = cell.mean - ref.mean
+    return left_out
 
 
 def _majority_policy(grouped: pl.DataFrame) -> str:
@@ -289,7 +264,7 @@ def _datasets(names: Iterable[str]) -> list[str]:
     unique = list(dict.fromkeys(names))
 
     def key(name: str) -> tuple[int, str]:
-        base = name.split("@")[0]
+        base = name.split(" (")[0]
         return (DATASET_ORDER.index(base) if base in DATASET_ORDER else len(DATASET_ORDER), name)
 
     return sorted(unique, key=key)
@@ -346,14 +321,14 @@ def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> 
     bases = [base(r) for r in records]
     labels = list(bases)
     if disambiguate:
-        params = [_parse_hyperparameters(r.get("hyperparameters", "")) for r in records]
+        params = [_parse_hyperparameters(r.get("hyperparameters", "")) | _fidelity(r) for r in records]
         for i, record in enumerate(records):
             peers = [j for j, other in enumerate(records)
                      if bases[j] == bases[i] and other["dataset_label"] == record["dataset_label"]
                      and policies[j] == policies[i]]
             keys = sorted(k for k in params[i] if len({params[j].get(k) for j in peers}) > 1)
             if keys:
-                labels[i] += " (" + ", ".join(f"{k.split('.')[-1]}={params[i][k]}" for k in keys) + ")"
+                labels[i] += " (" + ", ".join(f"{k.split('.')[-1]}={_format_value(params[i][k])}" for k in keys) + ")"
     majority_space = majority.split("/")[1] if "/" in majority else ""
     for i, record in enumerate(records):
         if policies[i] != majority and policies[i].startswith("paper:"):
@@ -361,6 +336,10 @@ def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> 
         elif policies[i] != majority:
             labels[i] += f" [γ {record['gamma_policy']}, epoch {record['selection']}" + \
                 (f", {record['gamma_space']}" if record["gamma_space"] != majority_space else "") + "]"
+    random_init = [i for i, r in enumerate(records) if r.get("dataset") in REAL_DATASETS
+                   and "random init" in str(r.get("weights") or "")]
+    for i in random_init:
+        labels[i] += " ‡"
     seen: set[tuple[str, str]] = set()
     for i, record in enumerate(records):
         if (labels[i], record["dataset_label"]) in seen:
@@ -371,6 +350,8 @@ def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> 
     else:
         gamma, space, selection = majority.split("/")
         notes = [policy_sentence(gamma, space, selection)]
+    if random_init:
+        notes.append("‡ random init: the backbone was not pretrained (model.pretrained=none), unlike the papers.")
     mixed = sorted(set(policies) - {majority})
     if mixed:
         warn(f"this table mixes γ/selection policies (most rows: {majority}; others: {', '.join(mixed)}); "
@@ -378,6 +359,11 @@ def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> 
         notes.append("Rows with a bracketed policy use another γ/epoch-selection policy than the other rows: "
                      "never averaged with them and not ranked against them; compare with care.")
     return labels, notes
+
+
+def _fidelity(record: dict[str, Any]) -> dict[str, str]:
+    """The fidelity settings that split rows (weights, precision), for labels of rows that differ in them."""
+    return {key: str(record[key]) for key in ("weights", "precision") if record.get(key)}
 
 
 def _parse_hyperparameters(text: str) -> dict[str, str]:
@@ -401,7 +387,8 @@ def _rows(grouped: pl.DataFrame, labels: list[str], order: list[int], metrics: S
             oracle = record["selection"] == "oracle" or (record["gamma_policy"] == "oracle" and metric in GAMMA_METRICS) \
                 or (record.get("mode") or "standard") != "standard"
             row.cells[(record["dataset_label"], metric)] = Cell(mean, record.get(f"{metric}_std"),
-                                                                int(record.get(f"{metric}_n") or 0), oracle)
+                                                                int(record.get(f"{metric}_n") or 0), oracle,
+                                                                seeds=tuple(record.get("seeds") or ()))
     return list(merged.values())
 
 
@@ -414,7 +401,7 @@ def _format_value(value: Any) -> str:
         number = float(value)
     except (TypeError, ValueError):
         return str(value)
-    return str(int(number)) if number.is_integer() else f"{number:g}"
+    return str(int(number)) if number.is_integer() else f"{number:.3g}"
 
 
 def _finish(table: Table, grouped: pl.DataFrame, notes: list[str], reported: bool = False) -> None:
@@ -480,6 +467,6 @@ def _reported_block_rows(records: list[dict[str, Any]], key: str, labels: dict[s
 
 
 __all__ = [
-    "TABLE_KINDS", "Block", "Cell", "Row", "Table", "ablation_table", "build_table", "experiment_table", "main_table",
+    "TABLE_KINDS", "Block", "Cell", "Row", "Table", "ablation_table", "build_table", "main_table",
     "rank_block", "reported_numbers", "sensitivity_column", "sensitivity_table",
 ]

@@ -36,6 +36,12 @@ NONFINITE_TAG = "zslbench.nonfinite_metrics"
 PARAMS_CHANGED_TAG = "zslbench.params_changed"
 #: How many times the run was resumed.
 RESUMED_TAG = "zslbench.resumed"
+#: What a run is: ``ablation-grid`` and ``sweep`` runs are containers (parents of result runs, no results of
+#: their own); ``sweep-trial`` marks a sweep's children (ablation cells carry their grid's row tag).
+ROLE_TAG = "zslbench.role"
+CONTAINER_ROLES = ("ablation-grid", "sweep")
+#: A container's result runs, comma-separated (an ablation grid reuses finished cells of other parents).
+CELL_RUNS_TAG = "zslbench.cell_runs"
 #: The zslbench source checkout: the folder holding the ``zslbench`` package.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -118,6 +124,7 @@ def current_user() -> str:
 
 
 __all__ = [
-    "ERROR_TAG", "HOST_TAG", "NONFINITE_TAG", "PARAMS_CHANGED_TAG", "PARENT_TAG", "PID_TAG", "RESUMED_TAG",
+    "CELL_RUNS_TAG", "CONTAINER_ROLES", "ERROR_TAG", "HOST_TAG", "NONFINITE_TAG", "PARAMS_CHANGED_TAG", "PARENT_TAG",
+    "PID_TAG", "RESUMED_TAG", "ROLE_TAG",
     "START_TAG", "UNKNOWN", "current_user", "git_state", "package_version", "process_tags", "standard_tags",
 ]
