@@ -403,3 +403,15 @@ def test_a_link_planted_at_the_feature_cache_folder_is_not_followed(tmp_path: Pa
     assert list(outside.iterdir()) == []  # no features/ folder made through the link
     (dataset / ".cache").unlink()
     assert cache_root(dataset) == dataset / ".cache" / "features"  # a real folder is used as before
+
+
+def test_word_vectors_are_not_fetched_through_a_link_out_of_the_data_root(tmp_path: Path, root: Path) -> None:
+    from zslbench.data.fetch.files import fetch_word_vectors
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    root.mkdir()
+    (root / "CUB").symlink_to(outside)
+    with pytest.raises(UserError, match=r"the word-vector file .* leads through a link to .*elsewhere"):
+        fetch_word_vectors(root, ["CUB"], base_url=str(tmp_path / "mirror"))
+    assert list(outside.iterdir()) == []

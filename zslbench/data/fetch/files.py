@@ -25,7 +25,7 @@ from typing import Any, Iterable
 
 from zslbench.backbones import weights as bw
 from zslbench.core.errors import UserError, unknown_name
-from zslbench.core.files import atomic_write
+from zslbench.core.files import atomic_write, require_inside
 from zslbench.data.fetch.command import local_path
 from zslbench.data.fetch.download import download, verify_file
 
@@ -60,7 +60,8 @@ def fetch_word_vectors(data_root: str | Path, datasets: Iterable[str] = (), base
         if dataset not in WORD_VECTORS:
             raise unknown_name("dataset with published word vectors", dataset, WORD_VECTORS)
         published = WORD_VECTORS[dataset]
-        destination = Path(data_root).expanduser() / dataset / published.filename
+        root = Path(data_root).expanduser()
+        destination = require_inside(root, root / dataset / published.filename, "the word-vector file")
         _make_folder(destination.parent)
         source = (base_url or DAZLE_W2V).rstrip("/") + "/" + published.filename
         paths.append(_fetch_file(source, destination, published.size, published.sha256, console))
