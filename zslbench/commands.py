@@ -39,7 +39,7 @@ def resolution_order(cfg: Config) -> list[str]:
 
 
 def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_file: Optional[Path],
-                dry_run: bool, console) -> None:
+                dry_run: bool, console, quiet: bool = False) -> None:
     if dry_run:
         from zslbench.engine.preflight import describe_fidelity
 
@@ -54,7 +54,7 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
     from zslbench.engine.summary import json_summary, print_results
 
     try:
-        results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume)
+        results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume, quiet=quiet)
         main_rank = distributed.current().main
     finally:
         distributed.shutdown()

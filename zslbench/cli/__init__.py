@@ -22,6 +22,8 @@ from zslbench.core.errors import UserError
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors → one line on stderr, exit code 2."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    if not debug:  # MLflow's INFO lines (creating tables, migrations) are noise to a user; --debug shows them
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         code = app(args=argv, prog_name="zslbench", standalone_mode=False)  # returns typer.Exit's code in this mode
         if isinstance(code, int) and code:

@@ -24,13 +24,20 @@ def run(
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name [default: zslbench]"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
     resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run: RUN_ID or `last`."),
-    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the final metrics as JSON to this file ('-' = stdout)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Write the final metrics as JSON to this file, as "
+                                             "fractions in [0, 1] ('-' = stdout: only the JSON; the human output, "
+                                             "in percentages, then goes to stderr)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No per-epoch lines or progress bar (the results "
+                               "table and errors still show)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="Re-run a saved resolved.yaml (then --set applies on top)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and its resolution order; train nothing."),
     nproc: int = typer.Option(0, "--nproc", help="Train with DistributedDataParallel over N processes (torchrun; "
                                                   "gloo on CPU, one GPU each on CUDA). train.batch_size stays the global batch."),
 ) -> None:
-    """Train and evaluate a model; print T1, U, S, H, AUSUC, γ and the MLflow run id.
+    """Train and evaluate a model; print T1, U, S, H, AUSUC (in %), γ and the MLflow run id.
+
+    While it trains: one line per epoch (losses, metrics when evaluated, img/s, elapsed, ETA) — plain lines in
+    a log file or batch job, above a live progress bar on a terminal.
 
     Examples:
 
@@ -55,7 +62,7 @@ def run(
         if code:
             raise typer.Exit(code)
         return
-    execute_run(cfg, seed, resume, json_file, dry_run, _console())
+    execute_run(cfg, seed, resume, json_file, dry_run, _console(stderr=str(json_file) == "-"), quiet=quiet)
 
 
 @app.command("models")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zslbench.catalogue import DatasetInfo
+from zslbench.catalogue import MODELS, DatasetInfo
 from zslbench.config import Config, default_data_root
 
 
@@ -62,5 +62,28 @@ def load_run_data(cfg: Config, console=None) -> RunData:
     # the config's dataset name ("synth"), not the folder's ("synth-tiny"): models key on it
     info = split.dataset_info(word_vectors, name=cfg.data.dataset)
     image_root = Path(cfg.data.image_root) if cfg.data.image_root else Path(split.directory)
+    if MODELS.get(cfg.model.name).input_kind == "image":
+        check_images(cfg, split, image_root)
     masks = Path(split.directory) / "masks"
     return RunData(split, info, image_root, image_size_of(cfg), masks if masks.is_dir() else None)
+
+
+def check_images(cfg: Config, split: Any, image_root: Path) -> None:
+    """Every image a split uses exists under ``image_root`` — checked before any run or folder is created, so
+    a run missing images fails in one line and leaves nothing behind (not a KILLED run after minutes)."""
+    import os
+
+    from zslbench.core.errors import UserError
+    from zslbench.data.inspect import missing_images, split_images
+
+    paths = [os.path.join(str(image_root), split.image_files[int(i)]) for i in split_images(split)]
+    missing = missing_images(paths)
+    if not missing:
+        return
+    root = cfg.data.root or default_data_root()
+    fetch = ("regenerate it with `zslbench data synth`" if cfg.data.dataset == "synth" else
+             f"fetch them with `zslbench data fetch {cfg.data.dataset} --data-root {root}` or point --image-root at "
+             "the folder that holds them")
+    raise UserError(f"{len(missing):,} of {len(paths):,} images of {cfg.data.dataset} are missing under {image_root} "
+                    f"(e.g. {os.path.relpath(missing[0], image_root)}); {fetch}; `zslbench data check --dataset "
+                    f"{cfg.data.dataset}` lists every one")

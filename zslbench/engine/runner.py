@@ -79,6 +79,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     from zslbench.engine.run_data import load_run_data
     from zslbench.engine.device import pick_device
     from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
+    from zslbench.engine.progress import RunLog
     from zslbench.catalogue import build_model
     from zslbench.tracking import NullTracker
 
@@ -130,16 +131,18 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
         if time.monotonic() - last_flush[0] >= FLUSH_SECONDS:  # the rest goes with the final metrics
             tracker.flush()
             last_flush[0] = time.monotonic()
+        log.epoch(epoch, metrics)
         if epoch_callback is not None:
             epoch_callback(epoch, metrics)
 
-    progress = None if quiet else _progress(console)
+    log = RunLog(console, cfg.train.epochs, quiet)  # a line per epoch; the live bar only on a terminal
+    progress = log.progress
     trainer = Trainer(cfg, data, model, device, split.split("trainval"), sets, out_dir, on_epoch, progress)
     started = time.perf_counter()
     try:
-        with progress if progress is not None else _nullcontext():
+        with log:
             validation = run_validation(cfg, data, device, out_dir, progress, tracker,
-                                        epoch_callback=validation_callback) \
+                                        epoch_callback=validation_callback, log=log) \
                 if needs_validation(cfg) or validation_callback is not None else None
             seed_everything(cfg.train.seed)
             if state is not None or validation is not None:  # same initial weights as an uninterrupted run
@@ -271,7 +274,7 @@ def needs_validation(cfg: Config) -> bool:
 
 
 def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker,
-                   epoch_callback=None) -> list[dict[str, Any]]:
+                   epoch_callback=None, log=None) -> list[dict[str, Any]]:
     """The validation protocol (PROTOCOL.md §3): train on the train classes with 20 % of their images held
     out, treat the val classes as unseen, and record per epoch the γ that maximises validation H.
 
@@ -304,6 +307,8 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker,
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics({f"val_{k}": v for k, v in metrics.items() if "/" not in k}, step=epoch)
+        if log is not None:
+            log.epoch(epoch, metrics, phase="validation")
         if epoch_callback is not None and "zsl_t1" in metrics:
             epoch_callback(epoch, _validation_row(out_dir, epoch, info, cfg.eval.gamma_space))
 
@@ -379,16 +384,3 @@ def _local_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def _progress(console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=True)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
