@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import secrets
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,8 @@ def test_a_saved_config_masks_its_secrets_and_says_how_to_supply_them() -> None:
     assert "PASSWORD" not in text and "AbCd1234" not in text
     assert text.startswith(MASKED_CONFIG_NOTE) and "uri: http://admin:***@mlflow.lab:5000/" in text
     assert saved_yaml(resolve()) == resolve().to_yaml()  # nothing to mask: the plain YAML, no note
+    again = resolve(overrides=["track.uri=http://admin:***@mlflow.lab:5000/"])  # read back from a masked file
+    assert saved_yaml(again).startswith(MASKED_CONFIG_NOTE)
 
 
 def test_run_dry_run_shows_the_config_masked(capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,6 +138,13 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory):
     server.stop()
 
 
+def dead_pid() -> int:
+    """The id of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def leaks(folder: Path) -> list[str]:
     """Files under ``folder`` holding the password, plain or percent-encoded (every form starts 'PASSWORD')."""
     return sorted(str(p) for p in folder.rglob("*") if p.is_file() and b"PASSWORD" in p.read_bytes())
@@ -150,6 +161,7 @@ def test_a_password_in_the_tracking_uri_is_never_stored_or_printed(auth_server: 
     from zslbench.engine.run_data import load_run_data
     from zslbench.engine.runner import RESOLVED, run_one
     from zslbench.tracking.journal import SYNCED_DIR
+    from zslbench.tracking.tags import HOST_TAG, PID_TAG, START_TAG
 
     monkeypatch.chdir(tmp_path)
     data_root, runs = tmp_path / "data", tmp_path / "runs"
@@ -158,6 +170,9 @@ def test_a_password_in_the_tracking_uri_is_never_stored_or_printed(auth_server: 
         f"track.output_dir={runs}", f"data.root={data_root}"])
     data = load_run_data(cfg, None)  # while the server starts
     auth_server.wait_healthy()
+    client = MlflowClient(tracking_uri=auth_server.uri)
+    dead = client.create_run(client.create_experiment("secret"), tags={  # a run whose process died: reaped below
+        HOST_TAG: socket.gethostname(), PID_TAG: str(dead_pid()), START_TAG: "0"}).info.run_id
 
     # 1. a run through the command line, the password in --tracking-uri
     main(["run", "--preset", "tiny", "--epochs", "2", "--set", "train.threads=1", "--data-root", str(data_root),
@@ -181,7 +196,7 @@ def test_a_password_in_the_tracking_uri_is_never_stored_or_printed(auth_server: 
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD")
 
     printed = capfd.readouterr()
-    client = MlflowClient(tracking_uri=auth_server.uri)
+    assert client.get_run(dead).info.status == "KILLED"  # reaped by the first run (MLflow prints a link then)
     for run_id in (first, second.run_id):
         assert client.get_run(run_id).info.status == "FINISHED"
         assert client.get_run(run_id).data.params["track.uri"] == f"http://admin:***@127.0.0.1:{auth_server.port}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import yaml
 
 from zslbench.config.sections import Config
-from zslbench.core.secrets import MASKED_CONFIG_NOTE, mask_object
+from zslbench.core.secrets import MASKED_CONFIG_NOTE, has_masked_credentials, mask_object
 
 
 def saved_yaml(cfg: Config) -> str:
@@ -22,7 +22,8 @@ def saved_yaml(cfg: Config) -> str:
     data = cfg.to_dict()
     masked = mask_object(data)
     text = yaml.safe_dump(masked, sort_keys=False)
-    return MASKED_CONFIG_NOTE + text if masked != data else text
+    # masked here, or read back from a file saved masked (a resumed run, the processes of --nproc)
+    return MASKED_CONFIG_NOTE + text if masked != data or has_masked_credentials(text) else text
 
 
 __all__ = ["MASKED_CONFIG_NOTE", "saved_yaml"]

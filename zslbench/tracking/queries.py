@@ -23,7 +23,7 @@ from zslbench.core.liveness import is_alive
 from zslbench.core.secrets import tag_value
 from zslbench.tracking.online import OnlineTracker
 from zslbench.tracking.reachability import check_reachable
-from zslbench.tracking.store import mlflow_limits, resolve_tracking_uri, store_errors, store_lock
+from zslbench.tracking.store import http_policy, mlflow_limits, resolve_tracking_uri, store_errors, store_lock
 from zslbench.tracking.tags import ERROR_TAG, HOST_TAG, PID_TAG, START_TAG
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -153,10 +153,11 @@ def close_run(run_id: str, reason: str, tracking_uri: str = "") -> bool:
 
 
 def _close(client: "MlflowClient", run_id: str, reason: str) -> bool:
-    if client.get_run(run_id).info.status != "RUNNING":
-        return False
-    client.set_tag(run_id, ERROR_TAG, reason[:5000])
-    client.set_terminated(run_id, status="KILLED")
+    with http_policy():  # also keeps MLflow from printing the run's link with the URI's password
+        if client.get_run(run_id).info.status != "RUNNING":
+            return False
+        client.set_tag(run_id, ERROR_TAG, reason[:5000])
+        client.set_terminated(run_id, status="KILLED")
     return True
 
 
