@@ -47,7 +47,12 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     if cfg.track.enabled and dist.main:  # fail before any data generation or training
         uri = resolve_tracking_uri(cfg.track.uri)
         check_reachable(uri)
-        reap_dead_runs(uri, cfg.track.experiment)
+    if resume is None:  # the data pre-flight (images present) before the store is touched
+        from zslbench.engine.run_data import load_run_data
+
+        distributed.on_main_first(lambda: load_run_data(cfg, console))
+    if cfg.track.enabled and dist.main:
+        reap_dead_runs(resolve_tracking_uri(cfg.track.uri), cfg.track.experiment)
     if resume is not None:
         out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
         cfg = with_command_credentials(Config.from_yaml(out_dir / RESOLVED), cfg)
