@@ -51,7 +51,6 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
     check_json_output(json_file)
     from zslbench.engine import distributed
     from zslbench.engine.runner import run_seeds
-    from zslbench.engine.summary import json_summary, print_results
 
     try:
         results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume, quiet=quiet)
@@ -60,6 +59,13 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
         distributed.shutdown()
     if not main_rank:  # rank 0 reports for the whole job
         return
+    report_run(results, json_file, console, tracked=cfg.track.enabled)
+
+
+def report_run(results, json_file: Optional[Path], console, tracked: bool = True) -> None:
+    """What ``run`` shows once its seeds are done (here or as SLURM jobs): the table, ``--json``, the run ids."""
+    from zslbench.engine.summary import json_summary, print_results
+
     print_results(results, console)
     summary = json_summary(results)
     if json_file is not None:
@@ -71,7 +77,7 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
 
             atomic_write(json_file, text + "\n")
     ids = ", ".join(r.run_id for r in results)
-    if cfg.track.enabled:
+    if tracked:
         console.print(f"MLflow run id: [bold]{ids}[/bold]  (`mlflow ui` in this folder shows it)")
 
 
@@ -122,3 +128,90 @@ def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Op
         if json_file is not None:
             command += ["--json", str(json_file)]
         return subprocess.call(command, env=_environment_with_credentials(cfg))
+
+# --------------------------------------------------------------------------- SLURM (--launcher slurm)
+def launch_run(cfg: Config, seeds: Sequence[int], json_file: Optional[Path], request, console) -> None:
+    """``zslbench run --launcher slurm``: one job per seed (a job array), reported as a local run once done."""
+    import copy
+
+    from zslbench.launch import RunJob, follow, prepare, results, submit
+
+    from zslbench.engine.preflight import prepare_run
+
+    check_json_output(json_file)
+    settings = prepare(cfg, request.options, "zslbench-run")
+    prepare_run(cfg, console)  # data and weights on the shared filesystem before any job starts
+    jobs = []
+    for seed in list(dict.fromkeys(seeds)) or [cfg.train.seed]:
+        seeded = copy.deepcopy(cfg)
+        seeded.train.seed = seed
+        jobs.append(RunJob(label=f"seed {seed}", cfg=seeded))
+    launch = submit("run", jobs, settings, experiment=cfg.track.experiment, tracking_uri=cfg.track.uri)
+    followed = follow(launch, settings, request.wait, console)
+    if followed is not None:
+        report_run(results(*followed), json_file, console)
+
+
+def show_launches(wanted: Optional[str], collect: bool, cancel: bool, json_file: Optional[Path],
+                  folder: Optional[str], console) -> None:
+    """``zslbench jobs``: list the launches, show one, or cancel and/or collect it."""
+    from zslbench.launch import Watcher, find_launch, launch_folder, list_launches, show
+
+    root = launch_folder(folder)
+    if wanted is None:
+        if collect or cancel or json_file is not None:
+            raise UserError("name the launch to collect or cancel, e.g. `zslbench jobs last --collect`")
+        _list_launches(list_launches(root), root, console)
+        return
+    launch = find_launch(root, wanted)
+    if json_file is not None and (launch.kind != "run" or not collect):
+        raise UserError("--json applies to collecting a `run` launch (zslbench jobs ID --collect --json FILE)")
+    check_json_output(json_file)
+    if cancel:
+        from zslbench.launch.cluster import cancel as scancel
+
+        scancel(launch.job_ids)
+        console.print(f"cancelled the jobs of launch {launch.id} ({', '.join(launch.array_ids())})", highlight=False)
+    if collect or cancel:
+        collect_launch(launch, json_file, console)
+    else:
+        show(launch, Watcher(launch).poll(), console)
+
+
+def collect_launch(launch, json_file: Optional[Path], console) -> None:
+    """Wait for a launch's jobs and report as the command that submitted them would have."""
+    from zslbench.launch import follow, results
+    from zslbench.launch.settings import SlurmSettings
+
+    poll = SlurmSettings().poll_seconds
+    from zslbench.launch.settings import environment_settings
+
+    if "poll_seconds" in environment_settings():
+        poll = float(environment_settings()["poll_seconds"])
+    watcher, states = follow(launch, SlurmSettings(poll_seconds=poll), True, console)
+    if launch.kind == "ablate":
+        from zslbench.ablations.on_slurm import finish_grid
+
+        finish_grid(launch, watcher, states, console)
+    elif launch.kind == "sweep":
+        from zslbench.sweeps.study import finish_sweep
+
+        finish_sweep(launch, watcher, states, console)
+    else:
+        report_run(results(watcher, states), json_file, console)
+
+
+def _list_launches(launches, root: Path, console) -> None:
+    from rich.table import Table
+
+    from zslbench.launch import Watcher
+    from zslbench.launch.watch import counts
+
+    if not launches:
+        console.print(f"no launches under {root}/ (`zslbench run --launcher slurm` makes one)", highlight=False)
+        return
+    table = Table("launch", "kind", "SLURM jobs", "tasks", "command", title=f"launches under {root}/")
+    for launch in launches:
+        table.add_row(launch.id, launch.kind, ", ".join(launch.array_ids()), counts(Watcher(launch).poll()),
+                      launch.command)
+    console.print(table)

@@ -1,8 +1,9 @@
 """The ``zslbench`` command line (Typer).
 
 Thin by design: each command parses its options, builds a request or config, and calls one function.
-Command groups live in :mod:`.training`, :mod:`.data`, :mod:`.results` and :mod:`.tracking`, on the app of
-:mod:`.app`; this module is the entry point (user errors → one line, exit code 2).
+Command groups live in :mod:`.training`, :mod:`.jobs`, :mod:`.data`, :mod:`.results` and :mod:`.tracking`, on
+the app of :mod:`.app`; this module is the entry point (user errors → one line, exit code 2; cluster jobs that
+ended without results → one line, exit code 1).
 Heavy libraries (torch, mlflow, optuna, polars, seaborn) are imported inside commands only,
 so ``zslbench --help`` stays fast.
 """
@@ -14,9 +15,9 @@ import sys
 
 import typer
 
-from zslbench.cli import training, data, results, tracking  # noqa: F401,I001  (registration, in --help order)
+from zslbench.cli import training, jobs, data, results, tracking  # noqa: F401,I001  (registration, in --help order)
 from zslbench.cli.app import app
-from zslbench.core.errors import UserError
+from zslbench.core.errors import JobsFailed, UserError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _print_error(str(exc))
         sys.exit(2)
+    except JobsFailed as exc:  # cluster jobs that ended without results: a failure, each job named with its log
+        if debug:
+            raise
+        _print_error(str(exc))
+        sys.exit(1)
     except KeyboardInterrupt:
         _print_error("interrupted")
         sys.exit(130)

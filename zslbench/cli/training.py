@@ -8,6 +8,9 @@ from typing import List, Optional
 import typer
 
 from zslbench.cli.app import DataRootOpt, DatasetOpt, _console, app
+from zslbench.cli.jobs import (AccountOpt, CpusOpt, GpusOpt, LauncherOpt, MemOpt, PartitionOpt, QosOpt, SlurmArgOpt,
+                               TimeOpt, WaitOpt, launch_request)
+from zslbench.core.errors import UserError
 
 
 @app.command("run")
@@ -33,6 +36,16 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and its resolution order; train nothing."),
     nproc: int = typer.Option(0, "--nproc", help="Train with DistributedDataParallel over N processes (torchrun; "
                                                   "gloo on CPU, one GPU each on CUDA). train.batch_size stays the global batch."),
+    launcher: str = LauncherOpt,
+    partition: Optional[str] = PartitionOpt,
+    gpus_per_job: Optional[int] = GpusOpt,
+    cpus_per_job: Optional[int] = CpusOpt,
+    mem: Optional[str] = MemOpt,
+    time: Optional[str] = TimeOpt,
+    account: Optional[str] = AccountOpt,
+    qos: Optional[str] = QosOpt,
+    slurm_arg: List[str] = SlurmArgOpt,
+    wait: bool = WaitOpt,
 ) -> None:
     """Train and evaluate a model; print T1, U, S, H, AUSUC (in %), γ and the MLflow run id.
 
@@ -52,11 +65,21 @@ def run(
       zslbench run --resume last
 
       zslbench run --nproc 2 --preset tiny          # DDP over 2 processes
-    """
-    from zslbench.commands import build_run_config, execute_run, launch_distributed
 
+      zslbench run --dataset CUB --seed 0 --seed 1 --seed 2 --launcher slurm --partition gpu   # a job per seed
+    """
+    from zslbench.commands import build_run_config, execute_run, launch_distributed, launch_run
+
+    request = launch_request(launcher, partition, account, qos, gpus_per_job, cpus_per_job, mem, time, slurm_arg,
+                             wait)
     cfg = build_run_config(model, dataset, data_root, ablate, seed, preset, set_, epochs, device, experiment,
                            tracking_uri, config_file)
+    if request.on_slurm and not dry_run:
+        if nproc or resume is not None:
+            raise UserError("--launcher slurm runs new seeds (a requeued job resumes its own run); drop "
+                            f"{'--nproc' if nproc else '--resume'}")
+        launch_run(cfg, seed, json_file, request, _console(stderr=str(json_file) == "-"))
+        return
     if nproc and not dry_run:
         code = launch_distributed(cfg, nproc, seed, resume, json_file)
         if code:
@@ -105,6 +128,16 @@ def ablate(
     set_: List[str] = typer.Option([], "--set", help="Config override key=value (repeatable), applied to every cell."),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name [default: zslbench]"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+    launcher: str = LauncherOpt,
+    partition: Optional[str] = PartitionOpt,
+    gpus_per_job: Optional[int] = GpusOpt,
+    cpus_per_job: Optional[int] = CpusOpt,
+    mem: Optional[str] = MemOpt,
+    time: Optional[str] = TimeOpt,
+    account: Optional[str] = AccountOpt,
+    qos: Optional[str] = QosOpt,
+    slurm_arg: List[str] = SlurmArgOpt,
+    wait: bool = WaitOpt,
 ) -> None:
     """Run the paper's ablation table: baseline, each single ablation, full model — over seeds, one MLflow parent run.
 
@@ -115,12 +148,21 @@ def ablate(
       zslbench ablate --dataset CUB --data-root ~/zsl --seed 0 --seed 1 --seed 2
 
       zslbench ablate --preset tiny --only no_js,no_replacement
+
+      zslbench ablate --dataset CUB --seed 0 --seed 1 --launcher slurm --no-wait   # the cells as a job array
     """
     from zslbench.ablations.grid import AblateOptions, run_ablation_grid
 
+    request = launch_request(launcher, partition, account, qos, gpus_per_job, cpus_per_job, mem, time, slurm_arg,
+                             wait)
     names = [n.strip() for n in (only or "").split(",") if n.strip()]
     opts = AblateOptions(model=model, dataset=dataset, only=names, seeds=list(seed), preset=preset,
                          overrides=list(set_), experiment=experiment, tracking_uri=tracking_uri, data_root=data_root)
+    if request.on_slurm:
+        from zslbench.ablations.on_slurm import launch_grid
+
+        launch_grid(opts, request, _console())
+        return
     run_ablation_grid(opts, _console())
 
 
@@ -150,6 +192,16 @@ def sweep(
     heartbeat: int = typer.Option(60, "--heartbeat", help="Seconds between worker heartbeats; a trial silent for twice this is failed and retried."),
     max_retry: int = typer.Option(2, "--max-retry", help="Retries of a trial whose worker died."),
     worker_index: Optional[int] = typer.Option(None, "--worker-index", hidden=True),
+    launcher: str = LauncherOpt,
+    partition: Optional[str] = PartitionOpt,
+    gpus_per_job: Optional[int] = GpusOpt,
+    cpus_per_job: Optional[int] = CpusOpt,
+    mem: Optional[str] = MemOpt,
+    time: Optional[str] = TimeOpt,
+    account: Optional[str] = AccountOpt,
+    qos: Optional[str] = QosOpt,
+    slurm_arg: List[str] = SlurmArgOpt,
+    wait: bool = WaitOpt,
 ) -> None:
     """Optuna study of SVIP hyperparameters: one MLflow child run per trial under one parent run.
 
@@ -171,10 +223,14 @@ def sweep(
       zslbench sweep js_weight --storage postgresql+psycopg://zsl:PASS@db:5432/optuna   # on every machine
 
       zslbench sweep temperature --status
+
+      zslbench sweep all --trials 100 --workers 8 --launcher slurm   # 8 SLURM jobs on one journal file
     """
     from zslbench.sweeps.options import SweepOptions
     from zslbench.sweeps.study import run_sweep, show_status
 
+    request = launch_request(launcher, partition, account, qos, gpus_per_job, cpus_per_job, mem, time, slurm_arg,
+                             wait)
     overrides = ([f"data.root={data_root}"] if data_root is not None else []) + list(set_)
     opts = SweepOptions(spaces=list(params or []), trials=trials, grid=grid, study=study, storage=storage,
                         workers=workers, pruner=pruner, metric=metric, select_on=select_on, model=model,
@@ -183,7 +239,7 @@ def sweep(
     if status:
         show_status(opts, _console())
     else:
-        run_sweep(opts, _console())
+        run_sweep(opts, _console(), request)
 
 
 @app.command("sweeps")

@@ -38,3 +38,8 @@ def unknown_name(kind: str, name: str, valid: Iterable[str]) -> UserError:
 class RunStopped(Exception):
     """Raised by an epoch callback to stop a run early on purpose (e.g. an Optuna pruner); the run is
     marked KILLED with the reason as a tag, and the exception propagates to the caller."""
+
+
+class JobsFailed(Exception):
+    """Cluster jobs ended without their results (failed, cancelled, out of time): the command reports each
+    with its log in one line and exits with code 1 (a failure, not a user error)."""

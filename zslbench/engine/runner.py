@@ -31,8 +31,10 @@ class RunResult:
 
 
 def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = None,
-              parent_run_id: str | None = None, quiet: bool = False) -> list[RunResult]:
-    """Run ``cfg`` once per seed (sequentially); ``resume`` continues one interrupted run.
+              parent_run_id: str | None = None, quiet: bool = False,
+              tags: dict[str, str] | None = None) -> list[RunResult]:
+    """Run ``cfg`` once per seed (sequentially); ``resume`` continues one interrupted run. ``tags`` are set on
+    every run (e.g. the SLURM task that owns it, by which a requeued job finds its run again).
 
     Under ``torchrun`` every rank calls this; rank 0 alone tracks, checkpoints and prints.
     """
@@ -56,12 +58,12 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     if resume is not None:
         out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
         cfg = with_command_credentials(Config.from_yaml(out_dir / RESOLVED), cfg)
-        return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet)]
+        return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet, tags=tags)]
     results = []
     for seed in seeds:
         seeded = copy.deepcopy(cfg)
         seeded.train.seed = seed
-        results.append(run_one(seeded, console, parent_run_id=parent_run_id, quiet=quiet))
+        results.append(run_one(seeded, console, parent_run_id=parent_run_id, quiet=quiet, tags=tags))
     return results
 
 

@@ -31,19 +31,23 @@ Decisions (documented in ``zslbench sweep --help``):
   single-worker study is reproducible; concurrent workers are not, by nature.
 
 Modules: :mod:`.options` (what was asked), :mod:`.storage` (Optuna storages), :mod:`.coordination` (attributes,
-grid claims, heartbeats), :mod:`.worker` (opening the study, the loop); this one: the entry points and status.
+grid claims, heartbeats), :mod:`.worker` (opening the study, the loop); this one: the entry points (this machine,
+or ``--launcher slurm``: one SLURM job per worker) and status.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from zslbench.core.errors import UserError, unknown_name
+from zslbench.launch import ClusterJob, Launch, LaunchRequest, Watcher, finish_parent, follow, results, submit
 from zslbench.sweeps import params_for
 from zslbench.sweeps.coordination import IDENTITY_ATTR, PARENT_ATTR, RUN_ATTR, SKIPPED_ATTR, TEST_METRICS_ATTR
 from zslbench.sweeps.options import (METRICS, PRUNERS, SELECT_ON, SweepOptions, base_config, default_study_name,
@@ -70,8 +74,10 @@ def validate_options(opts: SweepOptions) -> None:
         raise UserError(f"--heartbeat must be at least 1 second, got {opts.heartbeat}")
 
 
-def run_sweep(opts: SweepOptions, console) -> None:
-    """``zslbench sweep``: run (or continue) the study; ``--workers N`` starts N worker processes."""
+def run_sweep(opts: SweepOptions, console, request=None) -> None:
+    """``zslbench sweep``: run (or continue) the study; ``--workers N`` starts N worker processes, or N SLURM
+    jobs when ``request`` (a :class:`~zslbench.launch.LaunchRequest`) says ``--launcher slurm``."""
+    slurm = request is not None and request.on_slurm
     validate_options(opts)
     if not opts.spaces:
         from zslbench.sweeps import SPACES
@@ -88,6 +94,10 @@ def run_sweep(opts: SweepOptions, console) -> None:
         from zslbench.tracking import check_reachable, resolve_tracking_uri
 
         check_reachable(resolve_tracking_uri(cfg.track.uri))
+    if slurm:  # SLURM takes the jobs (sbatch --test-only) before the study or its parent run exists
+        from zslbench.launch import prepare
+
+        settings = prepare(cfg, request.options, "zslbench-sweep")
     if opts.worker_index is None:  # data, word vectors and weights settled before the study or a run exists
         from zslbench.engine.preflight import prepare_run
 
@@ -103,7 +113,10 @@ def run_sweep(opts: SweepOptions, console) -> None:
                   f"{', '.join(f'{p.name} ({p.key})' for p in params)}, maximising "
                   f"{objective_label(opts.metric, opts.select_on)} {where}"
                   + (f" over a grid of {len(worker.points)} points" if opts.grid else ""), highlight=False)
-    if opts.workers > 1:
+    if slurm:
+        if launch_workers(opts, spec, study_name, worker, request, settings, console) is None:
+            return  # detached: `zslbench jobs ID --collect` shows the study once its workers are done
+    elif opts.workers > 1:
         _launch_workers(opts, spec, study_name, worker, console)
     else:
         worker.run()
@@ -149,6 +162,100 @@ def _launch_workers(opts: SweepOptions, spec: StorageSpec, study_name: str, work
         bad = ", ".join(f"worker {i} (exit {c})" for i, c in enumerate(codes) if c)
         raise UserError(f"{bad} stopped with an error (shown above); fix it and re-run the same command to "
                         "continue the study")
+
+
+# --------------------------------------------------------------------------- SLURM (--launcher slurm)
+# N array tasks, each one worker of the shared study (task i runs worker i against the same storage: the journal
+# file on a filesystem the nodes share, or PostgreSQL). The storage URL reaches the jobs through the environment
+# ($ZSLBENCH_OPTUNA_STORAGE, exported by sbatch), never through the job files. A preempted worker stops like a
+# killed one: its trial is failed (its MLflow run KILLED) and the requeued worker goes on with the study.
+@dataclass
+class SweepWorkerJob(ClusterJob):
+    """Worker ``options.worker_index`` of the study ``options.study`` (storage from ``$ZSLBENCH_OPTUNA_STORAGE``)."""
+
+    options: SweepOptions = field(default_factory=SweepOptions)
+
+    def work(self) -> int:
+        from rich.console import Console
+
+        run_sweep(self._options(), Console())
+        return int(self.options.worker_index or 0)
+
+    def made_progress(self, since: float) -> bool:
+        """Whether this worker finished a trial (complete or pruned) since ``since``."""
+        import socket
+
+        import optuna
+        from optuna.trial import TrialState
+
+        from zslbench.sweeps.coordination import WORKER_ATTR
+
+        opts = self._options()
+        storage = parse_storage(opts.storage).open(opts.heartbeat, opts.max_retry)
+        study = optuna.load_study(study_name=opts.study, storage=storage)
+        me = f"{socket.gethostname()}:{os.getpid()}"
+        return any(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.user_attrs.get(WORKER_ATTR) == me
+                   and t.datetime_complete is not None and t.datetime_complete.timestamp() >= since
+                   for t in study.get_trials(deepcopy=False))
+
+    def _options(self) -> SweepOptions:
+        return dataclasses.replace(self.options, storage=os.environ.get(STORAGE_ENV) or self.options.storage)
+
+
+def launch_workers(opts: SweepOptions, spec: StorageSpec, study_name: str, worker, request: LaunchRequest,
+                   settings, console) -> Optional[bool]:
+    """Submit the study's workers as one job array; wait (True when all finished) or detach (None)."""
+    from zslbench.core.secrets import mask_credentials
+
+    jobs = [SweepWorkerJob(label=f"worker {i}", options=dataclasses.replace(
+        opts, workers=1, worker_index=i, study=study_name, storage=None)) for i in range(opts.workers)]
+    os.environ[STORAGE_ENV] = spec.cli_value  # sbatch exports this process's environment to the jobs
+    options = {k: v for k, v in vars(opts).items() if k not in ("storage", "worker_index")}
+    track = worker.cfg.track
+    try:
+        launch = submit("sweep", jobs, settings, experiment=track.experiment, tracking_uri=track.uri,
+                        parent_run_id=worker.parent.run_id,
+                        details={"options": options, "study": study_name,
+                                 "storage": mask_credentials(spec.cli_value)})
+    except BaseException:
+        worker.parent.finish("FAILED")
+        raise
+    followed = follow(launch, settings, request.wait, console)
+    if followed is None:  # detached: the parent run stays RUNNING until the sweep is collected
+        return None
+    finish_sweep(launch, *followed, console, worker=worker)
+    return True
+
+
+def finish_sweep(launch: Launch, watcher: Watcher, states, console, worker=None) -> None:
+    """Check every worker finished (else one line naming each), close the parent run and show the study."""
+    try:
+        results(watcher, states)
+    except BaseException:
+        finish_parent(launch, ok=False, tracker=None if worker is None else worker.parent)
+        raise
+    if worker is not None:
+        worker._log_best()
+        finish_parent(launch, ok=True, tracker=worker.parent)
+        return  # the submitting command prints the study's status
+    finish_parent(launch, ok=True)
+    _print_study(launch, console)
+
+
+def _print_study(launch: Launch, console) -> None:
+    """The study's trials, when its storage can be opened here (a masked URL needs $ZSLBENCH_OPTUNA_STORAGE)."""
+    from zslbench.core.secrets import MASK
+    details = launch.details
+    storage = details["storage"]
+    if MASK in storage:
+        storage = os.environ.get(STORAGE_ENV, "")
+        if not storage:
+            console.print(f"set ${STORAGE_ENV} to the study's storage URL to see its trials "
+                          f"(`zslbench sweep --status --study {details['study']}`)", highlight=False)
+            return
+    opts = SweepOptions(**details["options"])
+    study, _ = load_for_status(details["study"], storage, opts)
+    print_status(study, console, opts.metric, opts.select_on)
 
 
 # --------------------------------------------------------------------------- status
@@ -246,4 +353,5 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["load_for_status", "print_status", "run_sweep", "show_status", "validate_options"]
+__all__ = ["SweepWorkerJob", "finish_sweep", "launch_workers", "load_for_status", "print_status", "run_sweep",
+           "show_status", "validate_options"]
