@@ -415,3 +415,11 @@ def test_word_vectors_are_not_fetched_through_a_link_out_of_the_data_root(tmp_pa
     with pytest.raises(UserError, match=r"the word-vector file .* leads through a link to .*elsewhere"):
         fetch_word_vectors(root, ["CUB"], base_url=str(tmp_path / "mirror"))
     assert list(outside.iterdir()) == []
+
+
+def test_a_later_link_over_unpacked_members_is_refused_even_where_nothing_is_installed(tmp_path: Path,
+                                                                                      root: Path) -> None:
+    members = [("xlsa17/data/CUB/att_splits.mat", "file", b"splits"), ("xlsa17/data", "sym", "CUB")]
+    with pytest.raises(UserError, match=r"member 'xlsa17/data' is a link where other members are unpacked"):
+        fetch_file(tmp_path, root, "xlsa17", "xlsa17.zip", tar_bytes(members))  # a tar, whatever its name
+    assert not root.exists()

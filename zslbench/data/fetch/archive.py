@@ -134,6 +134,9 @@ class _Unpacker:
     def _link(self, member: str, name: str, target: str, hard: bool) -> None:
         check_link_text(self.archive, member, name, target, hard, self.layout)
         self._through_link(member, name)
+        if name and os.path.lexists(self.raw / name):  # a tar's later member over what is unpacked already
+            raise unsafe(self.archive, member, "is a link where other members are unpacked (a link replacing a "
+                                               "file or folder, or with members below it)")
         self.links[name] = (target.replace("\\", "/"), hard)
         if name and rule_for(name, self.layout) is not None:
             self.link_members[name] = member
