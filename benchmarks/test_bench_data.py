@@ -50,17 +50,22 @@ def pipeline(synth_root, quick):
 
 
 def test_data_over_train(benchmark, recorder, pipeline, quick):
+    import torch
+
+    from zslbench.engine.batches import to_device
+
     batches, step = pipeline["batches"], pipeline["step"]
+    cpu = torch.device("cpu")
     steps_per_round = 1 if quick else 3
     held = []
     for batch in batches:  # batches for the training side, drawn from the same pipeline
-        held.append(batch)
+        held.append(to_device(batch, cpu))
         if len(held) == steps_per_round:
             break
     epoch_images = []
 
-    def pipeline_epoch() -> None:
-        epoch_images.append(sum(int(batch["label"].shape[0]) for batch in batches))
+    def pipeline_epoch() -> None:  # as the engine walks it: slices, flips, then onto the device (normalised there)
+        epoch_images.append(sum(int(to_device(batch, cpu)["label"].shape[0]) for batch in batches))
 
     def train_steps() -> None:
         for batch in held:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from zslbench.data.images import IMAGENET_MEAN, IMAGENET_STD, apply_geometry, build_transform, cacheable_geometry
-from zslbench.engine.batches import LoaderBatches, MemoryBatches
+from zslbench.engine.batches import LoaderBatches, MemoryBatches, to_device
 
 
 def photo(width: int = 90, height: int = 60, seed: int = 0) -> Image.Image:
@@ -90,7 +90,7 @@ def test_batch_sources_follow_the_dataset_and_the_models_recipe(cub_like, model,
     transform = build_transform("CUB", False, data.image_size)
     expected = torch.stack([transform(Image.open(data.split.image_path(i, data.image_root)).convert("RGB"))
                             for i in (6, 7)])
-    decoded = next(iter(test))["image"]
+    decoded = to_device(next(iter(test)), torch.device("cpu"))["image"]  # uint8 until it reaches the device
     assert decoded.shape == expected.shape
     assert torch.allclose(decoded, expected, atol=1e-5)  # cached uint8 crop == per-image transform
 

@@ -133,6 +133,90 @@ def test_any_key_part_change_rebuilds(split, root, monkeypatch, change):
     assert rebuilt.meta["complete"] is True
 
 
+def test_extraction_precision_is_part_of_the_key(split, root):
+    """bf16 (autocast) and fp32 extraction give different numbers: two caches, never one shared key."""
+    weight = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+
+    def conv(images):  # a convolution, which bf16 autocast runs in bf16 (pooling alone it would leave in fp32)
+        return torch.nn.functional.conv2d(images, weight, stride=8)
+
+    fp32 = build(split, root, extractor=conv, precision="fp32")
+    calls = []
+    bf16 = build(split, root, extractor=lambda images: calls.append(1) or conv(images), precision="bf16")
+    assert len(calls) == 3  # not reused
+    assert fp32.directory != bf16.directory
+    assert (fp32.meta["fields"]["precision"], bf16.meta["fields"]["precision"]) == ("fp32", "bf16")
+    assert not np.array_equal(fp32.read(np.arange(12)), bf16.read(np.arange(12)))  # bf16 rounding shows
+    calls.clear()
+    assert build(split, root, extractor=conv, precision="bf16").directory == bf16.directory and not calls
+
+
+class ThreadShards:
+    """Ranks as threads of one process, with the broadcast and barrier a shared build uses."""
+
+    def __init__(self, rank: int, world: int, hub: dict):
+        self.rank, self.world, self.hub = rank, world, hub
+
+    def broadcast(self, value):
+        if self.rank == 0:
+            self.hub["value"] = value
+        self.hub["barrier"].wait()
+        value = self.hub["value"]
+        self.hub["barrier"].wait()  # everyone has read it before rank 0 may broadcast again
+        return value
+
+    def barrier(self):
+        self.hub["barrier"].wait()
+
+
+def build_together(split, root, world: int):
+    """Every rank calls ensure_feature_cache at once; returns (the caches, each rank's extractor)."""
+    import threading
+
+    hub = {"barrier": threading.Barrier(world, timeout=120)}
+    extractors = [CountingExtractor() for _ in range(world)]
+    caches, errors = [None] * world, []
+
+    def rank(r):
+        try:
+            caches[r] = build(split, root, extractor=extractors[r], shards=ThreadShards(r, world, hub))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            hub["barrier"].abort()
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    return caches, extractors
+
+
+def test_ranks_build_one_cache_together_each_extracting_its_share(split, tmp_path):
+    """Under torchrun every process used to build the whole cache; now each extracts its share into one file."""
+    alone = build(split, tmp_path / "alone", extractor=CountingExtractor())
+    caches, extractors = build_together(split, tmp_path / "together", world=2)
+    assert [e.calls for e in extractors] == [2, 2]  # 6 images each in batches of 4, not 12 each
+    assert len({c.directory for c in caches}) == 1
+    assert [p.name for p in (tmp_path / "together").iterdir()] == [caches[0].directory.name]  # nothing left over
+    np.testing.assert_array_equal(caches[1].read(np.arange(12)), alone.read(np.arange(12)))
+    assert caches[0].meta["complete"] is True and caches[0].meta["fields"] == alone.meta["fields"]
+    reused, extractors = build_together(split, tmp_path / "together", world=2)
+    assert [e.calls for e in extractors] == [0, 0] and reused[1].directory == caches[0].directory
+
+
+def test_rows_are_read_into_a_given_buffer(split, root):
+    """FeatureBatches reads rows straight into (pinned) memory: no float32 copy, no extra buffer when sorted."""
+    cache = build(split, root, extractor=CountingExtractor())
+    everything = cache.read(np.arange(12), dtype=np.float16)
+    out = np.empty((3, *cache.shape[1:]), dtype=np.float16)
+    assert cache.read(np.array([2, 3, 7]), out=out) is out
+    np.testing.assert_array_equal(out, everything[[2, 3, 7]])
+    assert cache.read(np.array([7, 2, 2]), out=out) is out  # unsorted, repeated: still lands in ``out``
+    np.testing.assert_array_equal(out, everything[[7, 2, 2]])
+
+
 def test_weights_file_is_keyed_by_its_content(split, tmp_path):
     weights = tmp_path / "weights.pt"
     torch.save({"w": torch.zeros(2)}, weights)
@@ -212,9 +296,11 @@ def test_eval_batches_cover_each_image_once_in_order(split, root):
     assert len(source) == 2 and [len(b["index"]) for b in out] == [4, 2]
     assert torch.cat([b["index"] for b in out]).tolist() == [11, 10, 9, 8, 7, 6]
     first = out[0]
-    assert first["features"].dtype == torch.float32 and first["features"].shape == (4, 4, 6)
+    # float16 as cached: half the bytes to move to the device, where the model converts them
+    assert first["features"].dtype == torch.float16 and first["features"].shape == (4, 4, 6)
     assert first["label"].dtype == torch.int64 and first["seen_label"].tolist() == [-1] * 4
-    np.testing.assert_array_equal(first["features"].numpy(), cache.read(np.array([11, 10, 9, 8])))
+    assert [b["global_size"] for b in out] == [4, 2]
+    np.testing.assert_array_equal(first["features"].numpy(), cache.read(np.array([11, 10, 9, 8]), dtype=np.float16))
 
 
 def test_train_batches_shuffle_by_the_generator_and_drop_last(split, root):

@@ -39,7 +39,7 @@ def resolution_order(cfg: Config) -> list[str]:
 
 
 def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_file: Optional[Path],
-                dry_run: bool, console, quiet: bool = False) -> None:
+                dry_run: bool, console, device: Optional[str] = None, quiet: bool = False) -> None:
     if dry_run:
         from zslbench.engine.preflight import describe_fidelity
 
@@ -53,7 +53,8 @@ def execute_run(cfg: Config, seeds: Sequence[int], resume: Optional[str], json_f
     from zslbench.engine.runner import run_seeds
 
     try:
-        results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume, quiet=quiet)
+        results = run_seeds(cfg, list(seeds) or [cfg.train.seed], console=console, resume=resume, device=device,
+                            quiet=quiet)
         main_rank = distributed.current().main
     finally:
         distributed.shutdown()
@@ -105,11 +106,11 @@ def _environment_with_credentials(cfg: Config) -> dict[str, str]:
 
 
 def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Optional[str],
-                       json_file: Optional[Path]) -> int:
+                       json_file: Optional[Path], device: Optional[str] = None) -> int:
     """``zslbench run --nproc N``: the same run under ``torchrun`` with N processes; returns its exit code.
 
     The parent resolves and checks the config (so bad options fail here, once), saves it and starts
-    ``torch.distributed.run --standalone`` with ``-m zslbench run --config <saved>``.
+    ``torchrun --standalone`` (:mod:`zslbench.engine.torchrun`) with ``-m zslbench run --config <saved>``.
     """
     import subprocess
     import tempfile
@@ -120,11 +121,13 @@ def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Op
     with tempfile.TemporaryDirectory(prefix="zslbench-launch-") as tmp:
         saved = Path(tmp) / "resolved.yaml"
         saved.write_text(saved_yaml(cfg))  # credentials masked; the processes get them from the environment
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+        command = [sys.executable, "-m", "zslbench.engine.torchrun", "--standalone", f"--nproc-per-node={nproc}",
                    "-m", "zslbench", "run", "--config", str(saved)]
         command += [arg for s in seeds for arg in ("--seed", str(s))]
         if resume is not None:
             command += ["--resume", resume]
+        if device is not None:  # also for a resumed run (whose own saved config names a device)
+            command += ["--device", device]
         if json_file is not None:
             command += ["--json", str(json_file)]
         return subprocess.call(command, env=_environment_with_credentials(cfg))

@@ -199,7 +199,7 @@ def block_forward_with_attention(block: torch.nn.Module, x: Tensor) -> tuple[Ten
     """One timm pre-norm block, reusing its weights, also returning its post-softmax attention ``[B, H, N, N]``.
 
     The block output goes through the fused kernel, exactly as :func:`run_blocks`; the maps are then
-    computed from the same q, k without gradient (float32 softmax, also under bf16 autocast). They only
+    computed from the same q, k without gradient (float32 logits and softmax, also under bf16 autocast). They only
     feed the rollout pseudo-labels, which carry no gradient, so nothing of size N × N is kept for the
     backward pass.
     """
@@ -210,8 +210,9 @@ def block_forward_with_attention(block: torch.nn.Module, x: Tensor) -> tuple[Ten
     q, k, v = qkv.unbind(0)
     q, k = attn.q_norm(q), attn.k_norm(k)
     out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
-    with torch.no_grad():
-        weights = ((q * attn.scale) @ k.transpose(-2, -1)).float().softmax(dim=-1)
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        # logits in float32 from the (possibly bf16) q, k: bf16 logits would round every weight by up to 6 %
+        weights = ((q.float() * attn.scale) @ k.float().transpose(-2, -1)).softmax(dim=-1)
     out = attn.norm(out.transpose(1, 2).reshape(batch, length, -1))
     if getattr(attn, "gate", None) is not None:
         out = out * attn.gate(h).sigmoid()

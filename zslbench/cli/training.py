@@ -26,7 +26,8 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="MLflow experiment name [default: zslbench]"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
-    resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run: RUN_ID or `last`."),
+    resume: Optional[str] = typer.Option(None, "--resume", help="Continue an interrupted run: RUN_ID or `last` "
+                                                               "(with --device: on another device; its precision stays)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Write the final metrics as JSON to this file, as "
                                              "fractions in [0, 1] ('-' = stdout: only the JSON; the human output, "
                                              "in percentages, then goes to stderr)."),
@@ -81,11 +82,11 @@ def run(
         launch_run(cfg, seed, json_file, request, _console(stderr=str(json_file) == "-"))
         return
     if nproc and not dry_run:
-        code = launch_distributed(cfg, nproc, seed, resume, json_file)
+        code = launch_distributed(cfg, nproc, seed, resume, json_file, device)
         if code:
             raise typer.Exit(code)
         return
-    execute_run(cfg, seed, resume, json_file, dry_run, _console(stderr=str(json_file) == "-"), quiet=quiet)
+    execute_run(cfg, seed, resume, json_file, dry_run, _console(stderr=str(json_file) == "-"), device, quiet=quiet)
 
 
 @app.command("models")

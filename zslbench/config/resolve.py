@@ -152,6 +152,8 @@ def validate(cfg: Config) -> None:
     for name in ("image_size", "num_workers"):
         if getattr(cfg.data, name) < 0:
             raise ConfigError(f"data.{name} must be non-negative, got {getattr(cfg.data, name)}")
+    if not t.dist_timeout > 0:
+        raise ConfigError(f"train.dist_timeout must be a positive number of minutes, got {t.dist_timeout}")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):
         raise ConfigError(f"train.device {t.device!r} is not one of auto, cpu, cuda, cuda:N")
     if cfg.eval.batch_size < 1:

@@ -34,10 +34,24 @@ def hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def _yaml_word(value: Any, choices: tuple) -> Any:
+    """The choice a YAML boolean was written as: YAML reads ``off``/``on`` (``no``/``yes``) as booleans.
+
+    >>> _yaml_word(False, ("auto", "off", "bf16")), _yaml_word(True, ("auto", "on", "off")), _yaml_word(True, (1, 2))
+    ('off', 'on', True)
+    """
+    if not isinstance(value, bool) or any(isinstance(c, bool) for c in choices):
+        return value
+    words = {"on", "yes", "true"} if value else {"off", "no", "false"}
+    matches = [c for c in choices if isinstance(c, str) and c.lower() in words]
+    return matches[0] if len(matches) == 1 else value
+
+
 def coerce(key: str, value: Any, tp: Any) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is Literal:
+        value = _yaml_word(value, args)
         if value not in args:
             raise ConfigError(f"{key}={shown(value)} is not valid; valid choices: {', '.join(map(str, args))}")
         return value

@@ -11,7 +11,12 @@
 
 :func:`make_batches` picks one from the model's catalogue entry (its input kind and image recipe)
 and the dataset's transform. Each source has a ``shard`` (:class:`~zslbench.engine.distributed.Dist`,
-set by the trainer): every rank walks the same global batches and keeps its contiguous slice.
+set by the trainer): every rank walks the same global batches and keeps its contiguous slice, and
+each batch says how large the global batch was (``global_size``, an int), so a rank knows its
+slice's share without asking the others.
+
+Images travel as uint8 (a quarter of float32's bytes, pinned when the device is CUDA) and become
+ImageNet-normalised float32 on the device: :func:`to_device`.
 
 Example (eight 2×2 images in batches of three, unshuffled):
     >>> import numpy as np, torch
@@ -21,6 +26,9 @@ Example (eight 2×2 images in batches of three, unshuffled):
     ...                        drop_last=False, flip=False)
     >>> [batch["index"].tolist() for batch in source]
     [[0, 1, 2], [3, 4, 5], [6, 7]]
+    >>> batch = to_device(next(iter(source)), torch.device("cpu"))
+    >>> batch["image"].dtype, round(float(batch["image"][0, 0, 0, 0]), 4)  # black, normalised
+    (torch.float32, -2.1179)
 """
 
 from __future__ import annotations
@@ -39,13 +47,15 @@ from zslbench.engine.distributed import Dist, rank_slice
 from zslbench.engine.run_data import RunData
 
 
-def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, device: torch.device):
-    """The batch source over ``indices`` of the split's image list (or of its cached region features)."""
+def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, device: torch.device,
+                 precision: str | None = None):
+    """The batch source over ``indices`` of the split's image list (or of its cached region features,
+    extracted in ``precision``: the run's, ``bf16`` | ``fp32``; ``None`` = ``train.amp`` on ``device``)."""
     entry = model_entry(cfg.model.name)
     if entry.input_kind == "features":
         from zslbench.engine.feature_batches import feature_batches
 
-        return feature_batches(cfg, data, indices, train, device)
+        return feature_batches(cfg, data, indices, train, device, precision)
     # torchvision is imported by the first batch source, not by importing the engine
     from zslbench.data.images import ImageDataset, build_transform, cacheable_geometry
 
@@ -58,11 +68,49 @@ def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, d
     if cfg.data.cache_images and plan is not None and (cfg.data.dataset == "synth" or len(indices) <= 20000):
         geometry, flip = plan  # decoded once through the transform's fixed geometry, flipped per batch
         images = _cached_images(data, indices, geometry)
-        return MemoryBatches(images, labels, indices, lookup[labels], batch_size, train, shuffle, drop_last, flip=flip)
-    transform = build_transform(cfg.data.dataset, train, data.image_size, entry.image_recipe)
+        return MemoryBatches(images, labels, indices, lookup[labels], batch_size, train, shuffle, drop_last, flip=flip,
+                             pin_memory=device.type == "cuda")
+    transform = uint8_output(build_transform(cfg.data.dataset, train, data.image_size, entry.image_recipe))
     dataset = ImageDataset(split, indices, transform, data.image_root)
     return LoaderBatches(dataset, torch.as_tensor(lookup), batch_size, train, shuffle, drop_last,
                          cfg.data.num_workers, pin_memory=device.type == "cuda")
+
+
+def uint8_output(transform):
+    """``transform`` ending in a uint8 tensor instead of ToTensor → Normalize (normalised by :func:`to_device`)."""
+    from torchvision import transforms as T
+
+    from zslbench.data.images import DatasetTransform
+
+    steps = list(transform.transforms)
+    if [type(step) for step in steps[-2:]] != [T.ToTensor, T.Normalize]:
+        return transform
+    return DatasetTransform([*steps[:-2], T.PILToTensor()], transform.dataset, transform.image_size, transform.train)
+
+
+# --------------------------------------------------------------------------- onto the device
+_NORMALISERS: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """``batch`` on ``device`` (copies issued without waiting); uint8 images become ImageNet-normalised
+    float32 there, computed exactly as the CPU would (x − 255·mean) / (255·std)."""
+    moved = {k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+    image = moved.get("image")
+    if image is not None and image.dtype == torch.uint8:
+        mean, std = _normaliser(image.device)
+        moved["image"] = (image.float() - mean) / std
+    return moved
+
+
+def _normaliser(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    key = str(device)
+    if key not in _NORMALISERS:
+        from zslbench.data.images import IMAGENET_MEAN, IMAGENET_STD
+
+        _NORMALISERS[key] = (torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255,
+                             torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255)
+    return _NORMALISERS[key]
 
 
 # --------------------------------------------------------------------------- decoded images in memory
@@ -98,19 +146,17 @@ def _cached_images(data: RunData, indices: np.ndarray, geometry: str = "squash")
 
 
 class MemoryBatches:
-    """Batches from images held decoded in memory; flips and normalisation happen on whole batches."""
+    """Batches from images held decoded in memory (uint8); flips happen on whole batches, normalisation on the
+    device (:func:`to_device`)."""
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, indices: np.ndarray, seen_index: np.ndarray,
-                 batch_size: int, train: bool, shuffle: bool, drop_last: bool, flip: bool):
+                 batch_size: int, train: bool, shuffle: bool, drop_last: bool, flip: bool, pin_memory: bool = False):
         self.images = images
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.indices = torch.as_tensor(indices, dtype=torch.long)
         self.seen_index = torch.as_tensor(seen_index, dtype=torch.long)
         self.batch_size, self.train, self.shuffle, self.drop_last, self.flip = batch_size, train, shuffle, drop_last, flip
-        from zslbench.data.images import IMAGENET_MEAN, IMAGENET_STD
-
-        self.mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+        self.pin_memory = pin_memory
         self.generator: torch.Generator | None = None
         self.shard = Dist()  # set by the trainer: this rank's slice of every global batch
 
@@ -125,16 +171,17 @@ class MemoryBatches:
             take = order[b * self.batch_size:(b + 1) * self.batch_size]
             # every rank draws the global batch's flips, so the random stream matches a single process
             flip = torch.rand(len(take), generator=self.generator) < 0.5 if self.train and self.flip else None
-            mine = rank_slice(len(take), self.shard)
+            total, mine = len(take), rank_slice(len(take), self.shard)
             take = take[mine]
-            images = self.images[take].float()
+            images = self.images[take]
             if flip is not None:
                 images = torch.where(flip[mine].view(-1, 1, 1, 1), images.flip(-1), images)
             yield {
-                "image": (images - self.mean) / self.std,
+                "image": images.pin_memory() if self.pin_memory else images,
                 "label": self.labels[take],
                 "seen_label": self.seen_index[take],
                 "index": self.indices[take],
+                "global_size": total,
             }
 
 
@@ -164,8 +211,10 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for batch in self.loader:
+        n, size = self.batch_sampler.n, self.batch_sampler.batch_size
+        for b, batch in enumerate(self.loader):
             batch["seen_label"] = self.seen_lookup[batch["label"]]
+            batch["global_size"] = min(size, n - b * size)  # the sampler's global batch b
             yield batch
 
 

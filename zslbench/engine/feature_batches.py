@@ -35,8 +35,10 @@ from zslbench.engine.distributed import Dist, rank_slice
 class FeatureBatches:
     """Batches of cached region features, in the engine's batch-dict format.
 
-    Yields ``{"features": float32 [B, R, C], "label": int64 global ids, "seen_label": int64 index into
-    the seen classes (−1 unseen), "index": int64 image ids}``. ``generator`` (reseeded by the trainer
+    Yields ``{"features": float16 [B, R, C] (as cached: half the bytes to move; models convert on the
+    device), "label": int64 global ids, "seen_label": int64 index into the seen classes (−1 unseen),
+    "index": int64 image ids, "global_size": int, the global batch's size}``; with ``pin_memory`` the
+    rows are read straight into pinned memory. ``generator`` (reseeded by the trainer
     every epoch) drives shuffling and class-balanced sampling. Class-balanced batches draw
     ``min(C, B)`` distinct classes and ``max(B // C, 1)`` images of each (with replacement), C = the
     classes present; an epoch has ``len(indices) // B`` of them.
@@ -77,18 +79,20 @@ class FeatureBatches:
         for b in range(len(self)):
             yield order[b * self.batch_size:(b + 1) * self.batch_size]
 
-    def _load(self, positions: np.ndarray) -> dict[str, Any]:
-        features = torch.from_numpy(self.cache.read(self.indices[positions]))
-        if self.pin_memory:
-            features = features.pin_memory()
+    def _load(self, item: tuple[int, np.ndarray]) -> dict[str, Any]:
+        total, positions = item
+        rows = self.indices[positions]
+        features = torch.empty((len(rows), *self.cache.shape[1:]), dtype=torch.float16, pin_memory=self.pin_memory)
+        self.cache.read(rows, out=features.numpy())
         return {"features": features,
                 "label": torch.from_numpy(self.labels[positions]),
                 "seen_label": torch.from_numpy(self.seen_index[positions]),
-                "index": torch.from_numpy(self.indices[positions])}
+                "index": torch.from_numpy(self.indices[positions]),
+                "global_size": total}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         # drawn on this thread, so the generator's sequence is fixed; every rank draws the global batches
-        positions = (p[rank_slice(len(p), self.shard)] for p in self._positions())
+        positions = ((len(p), p[rank_slice(len(p), self.shard)]) for p in self._positions())
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = None
             try:
@@ -107,27 +111,53 @@ class FeatureBatches:
                     pending.cancel()
 
 
-def feature_batches(cfg: Any, data: Any, indices: np.ndarray, train: bool, device: Any) -> FeatureBatches:
+def feature_batches(cfg: Any, data: Any, indices: np.ndarray, train: bool, device: Any,
+                    precision: str | None = None) -> FeatureBatches:
     """The engine's batch source for feature models: the cached features of ``indices``.
 
-    The cache is built on first use (all images of the dataset, so every split shares it) and
-    kept in ``data.extra`` for the rest of the run.
+    The cache is built on first use (all images of the dataset, so every split shares it; under
+    ``torchrun`` by all processes together, each extracting its share) and kept in ``data.extra``
+    for the rest of the run. ``precision`` (the run's: ``bf16`` | ``fp32``; ``None`` = ``train.amp`` on
+    ``device``) is the extraction's too.
     """
+    from zslbench.engine import distributed
+    from zslbench.engine.device import uses_bf16
+
     # the model's own input size (not data.image_size): the model sizes its layers from the same spec
     spec = ExtractorSpec.from_model_config(cfg.model)
+    device = torch.device(device)
+    precision = "bf16" if uses_bf16(device, precision or cfg.train.amp) else "fp32"
     store = data.extra.setdefault("feature_caches", {})
-    cache = store.get(spec)
+    cache = store.get((spec, precision))
     if cache is None:
-        device = torch.device(device)
-        workers = cfg.data.num_workers or (min(8, os.cpu_count() or 1) if data.split.num_images > 2000 else 0)
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # the processes sharing this machine's cores
+        workers = cfg.data.num_workers or (min(8, max(1, (os.cpu_count() or 1) // local_world))
+                                           if data.split.num_images > 2000 else 0)
         cache = ensure_feature_cache(data.split, spec, data.image_root, device,
                                      batch_size=int(getattr(cfg.model, "extract_batch_size", 64)),
-                                     num_workers=workers)
-        store[spec] = cache
+                                     num_workers=workers, precision=precision, shards=_RankShards())
+        store[(spec, precision)] = cache
     indices = np.asarray(indices, dtype=np.int64)
     labels = np.asarray(data.split.labels)[indices]
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
     drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
     return FeatureBatches(cache, indices, labels, data.info.seen_index()[labels], batch_size, shuffle=train,
                           drop_last=drop_last, balanced=train and cfg.train.balanced_batches,
-                          pin_memory=torch.device(device).type == "cuda")
+                          pin_memory=device.type == "cuda")
+
+
+class _RankShards:
+    """This process's rank in the job, and the collectives a shared cache build needs."""
+
+    def __init__(self) -> None:
+        from zslbench.engine import distributed
+
+        self._distributed = distributed
+        me = distributed.current()
+        self.rank, self.world = me.rank, me.world
+
+    def broadcast(self, value: Any) -> Any:
+        return self._distributed.broadcast(value)
+
+    def barrier(self) -> None:
+        self._distributed.barrier()

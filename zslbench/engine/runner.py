@@ -18,6 +18,7 @@ from zslbench.core.faults import fault_point
 from zslbench.core.errors import RunStopped, TrainingDiverged, UserError
 
 RESOLVED = "resolved.yaml"
+PRECISION = "precision.json"  # the precision chosen when the run started, kept when it resumes elsewhere
 FLUSH_SECONDS = 10.0  # epoch metrics reach MLflow at least this often (and when the run ends)
 FINAL = "final.json"
 
@@ -31,11 +32,13 @@ class RunResult:
 
 
 def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = None,
-              parent_run_id: str | None = None, quiet: bool = False,
+              parent_run_id: str | None = None, quiet: bool = False, device: str | None = None,
               tags: dict[str, str] | None = None) -> list[RunResult]:
     """Run ``cfg`` once per seed (sequentially); ``resume`` continues one interrupted run. ``tags`` are set on
     every run (e.g. the SLURM task that owns it, by which a requeued job finds its run again).
 
+    ``device`` (``--device`` when given) also applies to a resumed run, whose saved config otherwise
+    decides: a run started on ``cuda:1`` can finish on another GPU or on the CPU.
     Under ``torchrun`` every rank calls this; rank 0 alone tracks, checkpoints and prints.
     """
     from zslbench.engine import distributed
@@ -43,7 +46,7 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     from zslbench.engine.outputs import check_run_outputs
     from zslbench.tracking import check_reachable, reap_dead_runs, resolve_tracking_uri
 
-    dist = distributed.init_from_env(pick_device(cfg.train.device).type)
+    dist = distributed.init_from_env(pick_device(device or cfg.train.device).type, cfg.train.dist_timeout)
     if dist.main:  # output paths, texts and the experiment name, before anything is created
         check_run_outputs(cfg)
     if cfg.track.enabled and dist.main:  # fail before any data generation or training
@@ -58,6 +61,8 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     if resume is not None:
         out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
         cfg = with_command_credentials(Config.from_yaml(out_dir / RESOLVED), cfg)
+        if device is not None:
+            cfg.train.device = device
         return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet, tags=tags)]
     results = []
     for seed in seeds:
@@ -84,7 +89,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     from zslbench.engine import distributed
     from zslbench.engine.outputs import check_run_outputs
     from zslbench.engine.run_data import load_run_data
-    from zslbench.engine.device import pick_device
+    from zslbench.engine.device import configure_determinism, pick_device, set_matmul_precision
     from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
     from zslbench.engine.progress import RunLog
     from zslbench.catalogue import build_model
@@ -99,8 +104,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
         device = torch.device("cuda", dist.local_rank)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    configure_determinism(device, cfg.train.deterministic)  # before the run's first CUDA computation
     data = data or distributed.on_main_first(lambda: load_run_data(cfg, console))  # synth generated once
     if out_dir is not None and (out_dir / FINAL).exists():
         raise UserError(f"run {out_dir.name} already finished; its results are in {out_dir / FINAL}")
@@ -122,6 +126,9 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
         if not (out_dir / RESOLVED).exists():
             atomic_write(out_dir / RESOLVED, saved_yaml(cfg))  # credentials masked: never stored
         tracker.log_artifact(str(out_dir / RESOLVED))
+    precision = run_precision(cfg, device, out_dir, console if not quiet else None)
+    set_matmul_precision(device, precision.precision)
+    tracker.set_tags(precision_tags(precision))
 
     seed_everything(cfg.train.seed)
     model = build_model(cfg, data.info).to(device)
@@ -144,11 +151,12 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
 
     log = RunLog(console, cfg.train.epochs, quiet)  # a line per epoch; the live bar only on a terminal
     progress = log.progress
-    trainer = Trainer(cfg, data, model, device, split.split("trainval"), sets, out_dir, on_epoch, progress)
+    trainer = Trainer(cfg, data, model, device, split.split("trainval"), sets, out_dir, on_epoch, progress,
+                      precision=precision.precision)
     started = time.perf_counter()
     try:
         with log:
-            validation = run_validation(cfg, data, device, out_dir, progress, tracker,
+            validation = run_validation(cfg, data, device, out_dir, progress, tracker, precision=precision.precision,
                                         epoch_callback=validation_callback, log=log) \
                 if needs_validation(cfg) or validation_callback is not None else None
             seed_everything(cfg.train.seed)
@@ -281,7 +289,7 @@ def needs_validation(cfg: Config) -> bool:
 
 
 def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker,
-                   epoch_callback=None, log=None) -> list[dict[str, Any]]:
+                   precision: str | None = None, epoch_callback=None, log=None) -> list[dict[str, Any]]:
     """The validation protocol (PROTOCOL.md §3): train on the train classes with 20 % of their images held
     out, treat the val classes as unseen, and record per epoch the γ that maximises validation H.
 
@@ -320,7 +328,7 @@ def run_validation(cfg: Config, data, device, out_dir: Path, progress, tracker,
             epoch_callback(epoch, _validation_row(out_dir, epoch, info, cfg.eval.gamma_space))
 
     trainer = Trainer(cfg, val_data, model, device, fit_idx, EvalSets(val_seen, np.asarray(protocol["val_unseen"])),
-                      out_dir / "validation", on_epoch, progress)
+                      out_dir / "validation", on_epoch, progress, precision=precision)
     state = (out_dir / "validation" / "checkpoint.pt")
     from zslbench.engine.trainer import resume_state
 
@@ -358,6 +366,42 @@ def _epoch_index(choice: Any) -> int:
         if hasattr(choice, name):
             return int(getattr(choice, name))
     return int(choice)
+
+
+def run_precision(cfg: Config, device, out_dir: Path, console=None):
+    """The run's precision: chosen from ``train.amp`` on this device when the run starts and recorded in its
+    folder (``precision.json``); a run resumed on another kind of device keeps it — bf16 weights go on in bf16,
+    fp32 in fp32 — and says so. Rank 0 decides for every rank."""
+    from zslbench.engine import distributed
+    from zslbench.engine.device import PrecisionChoice, choose_precision
+
+    here = choose_precision(device, cfg.train.amp)
+    choice = here
+    if distributed.current().main:
+        path = out_dir / PRECISION
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            recorded = None
+        if not isinstance(recorded, dict) or recorded.get("precision") not in ("bf16", "fp32"):
+            atomic_write(path, json.dumps({"precision": here.precision, "reason": here.reason, "device": str(device)}))
+        elif recorded["precision"] != here.precision:
+            choice = PrecisionChoice(recorded["precision"], f"{recorded.get('reason', '')} on {recorded.get('device')} "
+                                     f"when the run started; kept on resuming on {device}, where it would be "
+                                     f"{here.precision}")
+            if console is not None:
+                console.print(f"[yellow]precision:[/yellow] {choice.precision} ({choice.reason})", highlight=False)
+        else:
+            choice = PrecisionChoice(recorded["precision"], str(recorded.get("reason", here.reason)))
+    return distributed.broadcast(choice)
+
+
+def precision_tags(choice) -> dict[str, str]:
+    """The MLflow tags of a run's precision decision."""
+    from zslbench.engine.device import precision_name
+    from zslbench.engine.preflight import PRECISION_TAG
+
+    return {PRECISION_TAG: precision_name(None, choice.precision), f"{PRECISION_TAG}_reason": choice.reason}
 
 
 def find_resumable(output_dir: Path, which: str) -> Path:

@@ -3,7 +3,13 @@
 Warm-up (heads only) then full training with the per-dataset schedule, gradient clipping,
 evaluation every ``eval_every`` epochs, an atomic checkpoint after every epoch, and a NaN/inf guard.
 Determinism: the model is initialised from ``seed`` and every epoch reseeds all generators from
-``(seed, epoch)``, so a run resumed from its last checkpoint repeats the interrupted epoch exactly.
+``(seed, epoch)``, so a run resumed from its last checkpoint repeats the interrupted epoch exactly
+(bit for bit where the kernels are deterministic: ``train.deterministic``, docs/GPU.md).
+
+No step waits for the accelerator: loss terms are summed where they are computed, and whether the
+loss stayed finite is checked every :data:`FINITE_CHECK_EVERY` steps and at the end of the epoch
+(one host synchronisation each) — a non-finite loss still stops the run before its epoch is
+checkpointed, naming the first step whose loss was not finite.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import torch
 from zslbench.config import Config
 from zslbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from zslbench.engine import distributed
-from zslbench.engine.batches import make_batches, superpatch_masks
+from zslbench.engine.batches import make_batches, superpatch_masks, to_device
 from zslbench.engine.run_data import RunData
 from zslbench.engine.device import autocast
 from zslbench.core.faults import fault_point
@@ -30,6 +36,7 @@ from zslbench.core.errors import TrainingDiverged
 from zslbench.metrics import Scores, evaluate_scores, scores_file
 
 CHECKPOINT = "checkpoint.pt"
+FINITE_CHECK_EVERY = 20  # steps between checks that the loss stayed finite (each costs one host sync)
 
 
 def seed_everything(seed: int) -> None:
@@ -73,20 +80,64 @@ class TrainStep(torch.nn.Module):
         return output, self.model.losses(output, batch)
 
 
+class FiniteGuard:
+    """Whether the loss stayed finite, checked in batches of steps (each check is one host sync).
+
+    :meth:`observe` keeps each step's loss and terms on the device; :meth:`check` looks at all of them
+    at once, agrees with the other ranks, and raises :class:`TrainingDiverged` naming the first step
+    whose loss was not finite on any rank.
+
+    >>> guard = FiniteGuard(epoch=0)
+    >>> guard.observe(1, torch.tensor(0.5), {"ce": torch.tensor(0.5)})
+    >>> guard.observe(2, torch.tensor(float("nan")), {"ce": torch.tensor(float("nan"))})
+    >>> guard.check()
+    Traceback (most recent call last):
+    ...
+    zslbench.core.errors.TrainingDiverged: loss became non-finite at epoch 1, step 2 (ce=nan); lower train.lr or check the data
+    """
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+        self.pending: list[tuple[int, torch.Tensor, dict[str, torch.Tensor]]] = []
+
+    def observe(self, step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        self.pending.append((step, loss.detach(), {k: v.detach() for k, v in terms.items()}))
+
+    def check(self, dist: distributed.Dist | None = None) -> None:
+        pending, self.pending = self.pending, []
+        finite = torch.isfinite(torch.stack([loss.float() for _, loss, _ in pending])).tolist() if pending else []
+        first = next((i for i, ok in enumerate(finite) if not ok), None)
+        never = 2**62
+        mine = pending[first][0] if first is not None else never
+        # every rank stops at the same check, naming the first step that went wrong anywhere
+        step = distributed.min_over_ranks(mine) if dist is not None and dist.enabled else mine
+        if step == never:
+            return
+        detail = ", ".join(f"{k}={float(v):.4g}" for k, v in pending[first][2].items()) if step == mine \
+            else "on another process"
+        raise TrainingDiverged(f"loss became non-finite at epoch {self.epoch + 1}, step {step} ({detail}); "
+                               "lower train.lr or check the data")
+
+
 class Trainer:
     """Trains ``model`` on ``train_indices`` and evaluates on ``eval_sets`` every ``eval_every`` epochs.
 
     Under ``torchrun`` every rank trains on its slice of each global batch (gradients averaged by
     DistributedDataParallel) and evaluates its slice of each evaluation set; rank 0 alone computes
-    metrics, writes checkpoints and score files and calls ``on_epoch``.
+    metrics, writes checkpoints and score files and calls ``on_epoch``. ``precision`` (``bf16`` |
+    ``fp32``, chosen once per run: :func:`~zslbench.engine.device.choose_precision`) is the autocast
+    of every forward pass; ``None`` takes ``train.amp`` as it resolves on ``device``.
     """
 
     def __init__(self, cfg: Config, data: RunData, model: torch.nn.Module, device: torch.device,
                  train_indices: np.ndarray, eval_sets: EvalSets, out_dir: Path,
-                 on_epoch: Callable[[int, dict[str, float]], None] | None = None, progress=None):
+                 on_epoch: Callable[[int, dict[str, float]], None] | None = None, progress=None,
+                 precision: str | None = None):
         self.cfg, self.data, self.model, self.device = cfg, data, model, device
+        self.precision = precision or cfg.train.amp
         self.dist = distributed.current()
-        self.train_batches = make_batches(cfg, data, train_indices, train=True, device=device)
+        self.train_batches = make_batches(cfg, data, train_indices, train=True, device=device,
+                                          precision=self.precision)
         self.train_batches.shard = self.dist
         self.step_module: torch.nn.Module = TrainStep(model)
         self.eval_sets = eval_sets
@@ -138,6 +189,7 @@ class Trainer:
 
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.step_module = DistributedDataParallel(TrainStep(self.model), device_ids=device_ids,
+                                                       process_group=distributed.device_group(self.device),
                                                        static_graph=True)  # tolerates parameters a config leaves unused
         return self.optimizer
 
@@ -150,25 +202,31 @@ class Trainer:
         if generator is not None:
             generator.manual_seed(epoch_seed(cfg.train.seed, epoch))
         model.train()
-        sums: dict[str, float] = defaultdict(float)
-        steps, images, start = 0, 0, time.perf_counter()
+        sums: dict[str, torch.Tensor] = {}  # loss terms × slice share, summed on the device: no per-step sync
+        guard = FiniteGuard(epoch)
+        steps, trained, images, start, shown = 0, 0, 0, time.perf_counter(), 0.0
         limit = cfg.train.max_steps_per_epoch or len(self.train_batches)
         task = self.progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=min(limit, len(self.train_batches))) \
             if self.progress is not None else None
-        anomaly = torch.autograd.set_detect_anomaly(cfg.train.quirks == "reference")
+        reference = cfg.train.quirks == "reference"  # anomaly detection syncs every step anyway: check each
+        anomaly = torch.autograd.set_detect_anomaly(reference)
         with anomaly:
             for batch in self.train_batches:
                 if steps >= limit:
                     break
-                batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-                with autocast(self.device, cfg.train.amp):
+                size, total = int(batch["label"].shape[0]), int(batch.pop("global_size", batch["label"].shape[0]))
+                steps += 1
+                if total < self.dist.world:  # too small to give every rank an image: every rank skips it alike
+                    continue
+                trained += 1
+                share = size / total  # this slice's part of the global batch (known here: no collective)
+                batch = to_device(batch, self.device)
+                with autocast(self.device, self.precision):
                     _, terms = self.step_module(batch)
                 loss = sum(terms.values())
-                finite, share = self._sync_step(loss, int(batch["label"].shape[0]))
-                if not finite:
-                    bad = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-                    raise TrainingDiverged(f"loss became non-finite at epoch {epoch + 1}, step {steps + 1} ({bad}); "
-                                           "lower train.lr or check the data")
+                guard.observe(steps, loss, terms)
+                if reference:  # before backward, whose anomaly detection would stop at the NaN with a traceback
+                    guard.check(self.dist)
                 if self.phase(epoch) == "warmup" and cfg.train.quirks == "reference":
                     for p in self.head_params:  # only the heads are zeroed: backbone gradients accumulate
                         p.grad = None
@@ -180,68 +238,61 @@ class Trainer:
                                                    cfg.train.grad_clip)
                 optimizer.step()
                 fault_point("train_step")
-                steps += 1
-                images += int(batch["label"].shape[0])
-                for name, value in terms.items():
-                    sums[name] += float(value.detach()) * share
-                sums["loss"] += float(loss.detach()) * share
+                images += size
+                for name, value in {**terms, "loss": loss}.items():
+                    term = value.detach().double() * share
+                    sums[name] = sums[name] + term if name in sums else term
+                if steps % FINITE_CHECK_EVERY == 0:
+                    guard.check(self.dist)
                 if task is not None:
-                    rate = images / max(time.perf_counter() - start, 1e-9)
-                    self.progress.update(task, advance=1, description=(
-                        f"epoch {epoch + 1}/{cfg.train.epochs} loss {sums['loss'] / steps:.3f} · {rate:.0f} img/s"))
+                    self.progress.update(task, advance=1)
+                    if time.perf_counter() - shown > 0.5:  # reading the running loss waits for the device
+                        shown = time.perf_counter()
+                        rate = images / max(shown - start, 1e-9)
+                        self.progress.update(task, description=(f"epoch {epoch + 1}/{cfg.train.epochs} loss "
+                                                                f"{float(sums['loss']) / trained:.3f} · {rate:.0f} img/s"))
+        guard.check(self.dist)  # before the epoch can be checkpointed
         if task is not None:
             self.progress.remove_task(task)
         elapsed = time.perf_counter() - start
-        sums, images = self._sum_over_ranks(sums, images)
-        metrics = {f"train/{k}": v / max(steps, 1) for k, v in sums.items()}
+        keys = sorted(sums)
+        values = torch.stack([sums[k] for k in keys]).tolist() if keys else []
+        totals = distributed.sum_over_ranks(values + [float(images)])
+        metrics = {f"train/{k}": v / max(trained, 1) for k, v in zip(keys, totals)}
+        images = int(totals[-1])
         metrics.update({"train/lr": self.learning_rate(epoch), "train/images_per_s": images / max(elapsed, 1e-9),
                         "train/epoch_seconds": elapsed})
         return metrics
 
-    def _sync_step(self, loss: torch.Tensor, size: int) -> tuple[bool, float]:
-        """(loss finite on every rank, this slice's share of the global batch); (finite, 1.0) alone."""
-        finite = bool(torch.isfinite(loss))
-        if not self.dist.enabled:
-            return finite, 1.0
-        import torch.distributed as dist
-
-        totals = torch.tensor([float(size), 0.0 if finite else 1.0], dtype=torch.float64)
-        dist.all_reduce(totals)
-        return bool(totals[1] == 0), size / float(totals[0])
-
-    def _sum_over_ranks(self, sums: dict[str, float], images: int) -> tuple[dict[str, float], int]:
-        if not self.dist.enabled:
-            return dict(sums), images
-        import torch.distributed as dist
-
-        keys = sorted(sums)
-        totals = torch.tensor([sums[k] for k in keys] + [float(images)], dtype=torch.float64)
-        dist.all_reduce(totals)
-        return dict(zip(keys, totals[:-1].tolist())), int(totals[-1])
-
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def collect(self, tag: str, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Class scores over ALL classes [N, C], labels, and kept super-patches of ``indices``
-        (each rank scores a contiguous slice; the slices are gathered in order)."""
+        """Class scores over ALL classes [N, C] (float32), labels, and kept super-patches of ``indices``
+        (each rank scores a contiguous slice — possibly empty —; the slices are gathered in order)."""
         if tag not in self._eval_batches:
             mine = np.asarray(indices)[distributed.rank_slice(len(indices), self.dist)]
-            self._eval_batches[tag] = make_batches(self.cfg, self.data, mine, train=False, device=self.device)
+            self._eval_batches[tag] = make_batches(self.cfg, self.data, mine, train=False, device=self.device,
+                                                   precision=self.precision)
         self.model.eval()
         scores, labels, kept = [], [], []
         for batch in self._eval_batches[tag]:
-            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-            with autocast(self.device, self.cfg.train.amp):
+            batch.pop("global_size", None)
+            labels.append(batch["label"])  # still in host memory
+            batch = to_device(batch, self.device)
+            with autocast(self.device, self.precision):
                 output = self.model(batch)
                 batch_scores = self.model.class_scores(output, self.class_attributes)
-            scores.append(batch_scores.float().cpu())
-            labels.append(batch["label"].cpu())
+            scores.append(batch_scores)  # kept on the device: one transfer per split, not per batch
             if "kept" in output:
-                kept.append(output["kept"].cpu())
+                kept.append(output["kept"])
             fault_point("eval_batch")
-        result = {"scores": torch.cat(scores).numpy(), "labels": torch.cat(labels).numpy()}
+        if not scores:  # an empty slice (more ranks than images): nothing scored, nothing to concatenate
+            num_classes = int(self.class_attributes.shape[0])
+            return distributed.gather_arrays({"scores": np.zeros((0, num_classes), dtype=np.float32),
+                                              "labels": np.zeros(0, dtype=np.int64)})
+        result = {"scores": torch.cat(scores).float().cpu().numpy(), "labels": torch.cat(labels).numpy()}
         if kept:
-            result["kept"] = torch.cat(kept).numpy().astype(bool)
+            result["kept"] = torch.cat(kept).cpu().numpy().astype(bool)
         return distributed.gather_arrays(result)
 
     def evaluate(self) -> tuple[dict[str, float], Scores | None]:

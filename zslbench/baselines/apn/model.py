@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zslbench.backbones.attributes import class_logits
 from zslbench.backbones.cnn import create_backbone, freeze_as_buffers, is_resnet, region_map, resnet_stem_and_layer1
 from zslbench.core.errors import ConfigError
 from zslbench.catalogue import DatasetInfo
@@ -118,12 +119,12 @@ class APN(nn.Module):
         return {"attributes": pooled, "local_attributes": similarity.amax(dim=(2, 3)), "similarity_maps": similarity}
 
     def class_scores(self, output: dict[str, Tensor], class_attributes: Tensor) -> Tensor:
-        """f · Sᵀ from the global branch."""
-        attributes = output["attributes"].float()
-        return attributes @ class_attributes.to(attributes.device, torch.float32).T
+        """f · Sᵀ from the global branch (float32, also under bf16 autocast)."""
+        attributes = output["attributes"]
+        return class_logits(attributes, class_attributes.to(attributes.device))
 
     def _class_ce(self, attributes: Tensor, seen_labels: Tensor) -> Tensor:
-        logits = attributes.float() @ self.class_attributes[self.seen_classes].T
+        logits = class_logits(attributes, self.class_attributes[self.seen_classes])
         if self.cfg.double_softmax:  # the reference: CE (a log-softmax) of softmax outputs
             logits = logits.softmax(dim=-1)
         return F.cross_entropy(logits, seen_labels)

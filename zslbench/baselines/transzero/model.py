@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from zslbench.backbones.attributes import class_logits
 from zslbench.core.errors import ConfigError, DataError
 from zslbench.catalogue import DatasetInfo
 
@@ -213,9 +214,9 @@ class TransZero(nn.Module):
         return {"attributes": psi, "scores": self.class_scores({"attributes": psi}, self.class_attributes)}
 
     def class_scores(self, output: dict[str, Tensor], class_attributes: Tensor) -> Tensor:
-        """s = ψ · S_nᵀ (+ the margin when it is on and all classes are scored)."""
-        attributes = output["attributes"].float()
-        scores = attributes @ class_attributes.to(attributes.device, torch.float32).T
+        """s = ψ · S_nᵀ (+ the margin when it is on and all classes are scored), float32 also under bf16 autocast."""
+        attributes = output["attributes"]
+        scores = class_logits(attributes, class_attributes.to(attributes.device))
         if class_attributes.shape[0] == self.margin.shape[0]:
             scores = scores + self.margin
         return scores

@@ -18,8 +18,12 @@ Where: ``<dataset dir>/.cache/features/<key>/``; when the dataset directory is n
 
 Key: a hash of everything that changes the numbers — the backbone name and output stride, its
 weights (``sha256`` of the weights file, ``random:<seed>`` or the hub tag), the transform
-description, the input size, and the image list with its labels (plus the synthetic generator's
-version and seed) — so runs, seeds and sweeps share one cache, and any change builds a new one.
+description, the input size, the extraction precision (fp32, or bf16 autocast), and the image list
+with its labels (plus the synthetic generator's version and seed) — so runs, seeds and sweeps share
+one cache, and any change builds a new one.
+
+Under ``torchrun`` the processes build one cache together: each extracts its share of the images
+into the same file (see :func:`~zslbench.data.feature_cache.building.ensure_feature_cache`).
 Images replaced in place under the same file names are not detected: delete the cache folder.
 
 >>> cache_key({"backbone": "resnet18"}) == cache_key({"backbone": "resnet18"})

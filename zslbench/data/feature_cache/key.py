@@ -88,8 +88,10 @@ def image_list_fingerprint(split: Any) -> str:
     return digest.hexdigest()
 
 
-def cache_fields(spec: ExtractorSpec, transform_description: str, split: Any) -> dict[str, Any]:
-    """Every input of the cache key, as stored in ``meta.json``."""
+def cache_fields(spec: ExtractorSpec, transform_description: str, split: Any,
+                 precision: str = "fp32") -> dict[str, Any]:
+    """Every input of the cache key, as stored in ``meta.json``; ``precision`` is the extraction's
+    (``fp32``, or ``bf16`` autocast: different numbers, so a different cache)."""
     return {
         "version": CACHE_VERSION,
         "backbone": spec.backbone,
@@ -100,6 +102,7 @@ def cache_fields(spec: ExtractorSpec, transform_description: str, split: Any) ->
         "images": image_list_fingerprint(split),
         "num_images": int(split.num_images),
         "dtype": "float16",
+        "precision": precision,
     }
 
 

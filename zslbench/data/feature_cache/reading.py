@@ -60,22 +60,32 @@ class FeatureCache:
         """The whole array, memory-mapped read-only (for inspection; training uses :meth:`read`)."""
         return np.load(self.path, mmap_mode="r")
 
-    def read(self, indices: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
-        """Rows ``indices`` (any order, repeats allowed) as a new ``[len, R, C]`` array of ``dtype``.
+    def read(self, indices: np.ndarray, dtype: Any = np.float32, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``indices`` (any order, repeats allowed) as a ``[len, R, C]`` array of ``dtype``.
 
-        Reads each distinct row once, in file order, merging consecutive rows into one read.
+        Reads each distinct row once, in file order, merging consecutive rows into one read. ``out`` (a
+        C-contiguous float16 array of that shape, e.g. the numpy view of pinned memory) receives the rows and
+        is returned — read straight into it, without an intermediate copy, when the indices are sorted and distinct.
         """
         indices = np.asarray(indices, dtype=np.int64).ravel()
         if indices.size and (indices.min() < 0 or indices.max() >= self.shape[0]):
             raise IndexError(f"feature rows must lie in 0..{self.shape[0] - 1}")
         unique, inverse = np.unique(indices, return_inverse=True)
-        buffer = np.empty((len(unique), *self.shape[1:]), dtype=np.float16)
+        in_order = np.array_equal(unique, indices)
+        shape = (len(unique), *self.shape[1:])
+        direct = out is not None and in_order and out.dtype == np.float16 and out.shape == shape \
+            and out.flags.c_contiguous
+        buffer = out if direct else np.empty(shape, dtype=np.float16)
         flat = buffer.reshape(len(unique), -1).view(np.uint8)
         if len(unique):
             breaks = np.flatnonzero(np.diff(unique) != 1) + 1
             for start, stop in zip(np.r_[0, breaks], np.r_[breaks, len(unique)]):
                 self._read_into(flat[start:stop], int(unique[start]))
-        ordered = buffer if np.array_equal(unique, indices) else buffer[inverse.ravel()]
+        ordered = buffer if in_order else buffer[inverse.ravel()]
+        if out is not None:
+            if not direct:
+                out[...] = ordered
+            return out
         return ordered.astype(dtype, copy=False)
 
     def _read_into(self, target: np.ndarray, first_row: int) -> None:

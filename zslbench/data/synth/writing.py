@@ -8,6 +8,7 @@ no timestamps, so the bytes on disk depend only on (preset, seed) — not on the
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -68,7 +69,9 @@ def _render_all(plan: SynthPlan, directory: Path, workers: int) -> None:
             _render_chunk(job)
             fault_point("synth_image")
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    # forkserver, not fork: the caller may hold threads (a torch.distributed group, CUDA) that a forked
+    # child would inherit in an unknown state; the workers need only numpy and PIL (0.2 s to start)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
     try:
         for _done in pool.map(_render_chunk, jobs):
             fault_point("synth_image")
