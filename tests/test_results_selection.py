@@ -51,7 +51,7 @@ def test_main_table_has_methods_only_no_container_and_no_sweep_trial(store, caps
     uri, ids = store
     table = experiment_table("main", "flow", tracking_uri=uri)
     got = rows(table)
-    assert sorted(got) == ["SVIP", "ViT (baseline)"]  # no "logit_scale=…" row, no parent run, no w/o JSD
+    assert sorted(got) == ["SVIP", "ViT"]  # no "logit_scale=…" row, no parent run, no w/o JSD
     assert h(got["SVIP"]).mean == pytest.approx((0.40 + 0.44) / 2) and h(got["SVIP"]).n == 2
     assert sorted(table.run_ids()) == sorted([ids[3], ids[9], ids[5]])
     assert "did not finish; they are left out — pass --parent" in capsys.readouterr().err

@@ -114,6 +114,10 @@ def main_table(frame: pl.DataFrame, reported: bool = False, experiment: str = ""
     rows_elsewhere = _ablation_table_rows()  # belong to the ablation table, not to the main table's methods
     if "ablations" in frame.columns and rows_elsewhere:
         frame = frame.filter(~pl.col("ablations").str.contains("|".join(rows_elsewhere)))
+    replacing = [a.name for a in ABLATIONS.registered() if a.exclusive]  # `--ablate baseline` *is* a ViT run
+    if "ablations" in frame.columns and replacing:
+        frame = frame.with_columns(pl.when(pl.col("ablations").is_in(replacing)).then(pl.lit("none"))
+                                   .otherwise(pl.col("ablations")).alias("ablations"))
     grouped = aggregate(frame)
     if grouped.is_empty():
         raise UserError(f"experiment {experiment!r} has no method runs for the main table (only paper ablations); "
