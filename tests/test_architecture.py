@@ -28,8 +28,9 @@ def _modules() -> dict[str, Path]:
 
 
 def test_import_contracts_hold():
-    """Layers (cli → commands → ablations/sweeps/results → engine → models/data/metrics/tracking → backbones →
-    config → catalogue → core), no cycles between siblings, MLflow only in tracking/, Optuna only in sweeps/."""
+    """Layers (cli → commands → ablations/sweeps/results → launch → engine → models/data/metrics/tracking →
+    backbones → config → catalogue → core), no cycles between siblings, MLflow only in tracking/, Optuna only in
+    sweeps/, submitit only in launch/."""
     importlinter_cli = pytest.importorskip("importlinter.cli")
     assert importlinter_cli.lint_imports(config_filename=str(PROJECT / "pyproject.toml"), no_cache=True) == 0
 

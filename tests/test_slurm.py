@@ -92,6 +92,9 @@ def test_run_with_two_seeds_is_one_job_array_aggregated_as_a_local_run(workdir):
     finished = runs(workdir, "seeds", "attributes.status = 'FINISHED'")
     assert sorted(r.info.run_id for r in finished) == sorted(summary["run_id"])
     assert sorted(r.data.tags["slurm.job_id"] for r in finished) == sorted(launch["job_ids"])
+    script = Path(launch["folder"], f"{next(iter(array))}_submission.sh").read_text()
+    assert "#SBATCH --signal=USR2@120" in script and "#SBATCH --requeue" in script  # warned before the end
+    assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH --mem=1G" in script and "#SBATCH --time=10" in script
     accounting = slurm("sacct", "-n", "-P", "-X", "-j", array.pop(), "-o", "JobID,State")
     assert accounting.count("COMPLETED") == 2, accounting
     listing = zslbench(["jobs"], workdir).stdout
@@ -187,6 +190,8 @@ def test_a_job_cancelled_from_outside_fails_the_command_in_one_line(workdir):
     assert "CANCELLED" in lines[0] and launch["job_ids"][0] in lines[0] and "_log.err" in lines[0]
     assert client(workdir).get_run(run.info.run_id).info.status == "KILLED"
     assert runs(workdir, "cancel", "attributes.status = 'RUNNING'") == []
+    log = Path(launch["folder"], f"{launch['job_ids'][0]}_0_log.err").read_text()
+    assert "stopped by SLURM (SIGTERM)" in log  # the job closed its own run, detached or not
 
 
 def test_a_job_that_fails_is_reported_with_its_log_and_not_requeued(workdir):
