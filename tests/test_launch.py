@@ -250,3 +250,11 @@ def test_tracking_credentials_travel_by_environment_not_in_the_job_file(monkeypa
     plain = RunJob(label="seed 0", cfg=resolve("svip", "synth", overrides=["track.uri=sqlite:///mlflow.db"]))
     plain.move_secrets(environ := {})
     assert environ == {} and plain.cfg.track.uri == "sqlite:///mlflow.db"
+
+
+def test_dry_run_shows_what_each_job_would_ask_for(tmp_path):
+    proc = cli(["run", "--dataset", "CUB", "--launcher", "slurm", "--dry-run", "--partition", "gpu",
+                "--slurm-arg", "constraint=a100"], tmp_path, {"COLUMNS": "200", "XDG_CONFIG_HOME": str(tmp_path / "c")})
+    assert proc.returncode == 0, proc.stderr
+    assert "SLURM, one job per seed: partition gpu · 1 GPU · 8 CPUs · 32G · 1440 min · constraint=a100" in proc.stdout
+    assert list(tmp_path.iterdir()) == []

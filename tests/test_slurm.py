@@ -111,6 +111,7 @@ def test_ablate_runs_the_grid_cells_as_one_job_array_under_one_parent(workdir):
     children = runs(workdir, "grid", f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert sorted(c.data.tags["zslbench.ablation_row"] for c in children) == ["full", "no_js"]
     assert all(c.info.status == "FINISHED" for c in children)
+    assert sorted(parent.data.tags["zslbench.cell_runs"].split(",")) == sorted(c.info.run_id for c in children)
     before = len(launches(workdir))
     again = zslbench(["ablate", *TINY, "--only", "no_js", "--seed", "0", *JOB, "--experiment", "grid"], workdir)
     assert "2 of 2 cells reused" in again.stdout and len(launches(workdir)) == before  # nothing left to submit

@@ -132,6 +132,7 @@ def launch_distributed(cfg: Config, nproc: int, seeds: Sequence[int], resume: Op
             command += ["--json", str(json_file)]
         return subprocess.call(command, env=_environment_with_credentials(cfg))
 
+
 # --------------------------------------------------------------------------- SLURM (--launcher slurm)
 def launch_run(cfg: Config, seeds: Sequence[int], json_file: Optional[Path], request, console) -> None:
     """``zslbench run --launcher slurm``: one job per seed (a job array), reported as a local run once done."""

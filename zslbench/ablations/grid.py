@@ -129,14 +129,19 @@ def run_ablation_grid(opts: AblateOptions, console) -> list[Cell]:
             result = run_one(cell.cfg, console, parent_run_id=parent.run_id, data=data,
                              tags={HASH_TAG: cell.hash, ROW_TAG: cell.row})
             cell.run_id, cell.final = result.run_id, result.final
-        cells_tag = ",".join(c.run_id for c in cells if c.run_id)
-        if len(cells_tag) <= CELL_RUNS_MAX:  # reused cells are children of other parents: the grid names them all
-            parent.set_tags({CELL_RUNS_TAG: cells_tag})
+        parent.set_tags(cell_runs_tags(cells))
         status = "FINISHED"
     finally:
         parent.finish(status)
     print_ablation_table(cells, console, parent.run_id)
     return cells
+
+
+def cell_runs_tags(cells: Sequence[Cell]) -> dict[str, str]:
+    """The grid's record of its cells' runs, for its parent run (reused cells are children of other parents: the
+    grid names them all); none for a list longer than :data:`CELL_RUNS_MAX`."""
+    cells_tag = ",".join(c.run_id for c in cells if c.run_id)
+    return {CELL_RUNS_TAG: cells_tag} if len(cells_tag) <= CELL_RUNS_MAX else {}
 
 
 def _data_for(cfg: Config, cache: dict[str, Any], console):

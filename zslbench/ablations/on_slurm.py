@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 from zslbench.ablations.grid import (HASH_TAG, ROW_TAG, AblateOptions, Cell, _data_for, _parent_tracker,
-                                     _reuse_finished, plan, print_ablation_table)
+                                     _reuse_finished, cell_runs_tags, plan, print_ablation_table)
 from zslbench.launch import Launch, LaunchRequest, RunJob, Watcher, finish_parent, follow, prepare, results, submit
 
 
@@ -74,7 +74,7 @@ def finish_grid(launch: Launch, watcher: Watcher, states, console, parent=None) 
             cell.run_id, cell.final = done.run_id, done.final
         else:
             _reuse_finished(cell)
-    finish_parent(launch, ok=True, tracker=parent)
+    finish_parent(launch, ok=True, tracker=parent, tags=cell_runs_tags(cells))
     print_ablation_table(cells, console, launch.parent_run_id)
     return cells
 

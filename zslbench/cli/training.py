@@ -87,6 +87,11 @@ def run(
             raise typer.Exit(code)
         return
     execute_run(cfg, seed, resume, json_file, dry_run, _console(stderr=str(json_file) == "-"), device, quiet=quiet)
+    if request.on_slurm:  # --dry-run: what each job would ask SLURM for
+        from zslbench.launch import resolve_settings
+
+        _console().print(f"SLURM, one job per seed: {resolve_settings(cfg, request.options).describe()}",
+                         highlight=False, markup=False)
 
 
 @app.command("models")

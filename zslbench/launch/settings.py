@@ -134,7 +134,7 @@ def resource_defaults(cfg: "Config") -> dict[str, Any]:
         defaults = {"gpus_per_job": 1, "cpus_per_job": 8, "mem": "32G", "time": 24 * 60}
     else:
         defaults = {"gpus_per_job": 0, "cpus_per_job": 4, "mem": "8G", "time": 120}
-    if cfg.data.num_workers:  # the data loader's workers and the training process
+    if cfg.data.num_workers > 0:  # the data loader's workers and the training process (-1: one per core given)
         defaults["cpus_per_job"] = cfg.data.num_workers + 1
     return defaults
 

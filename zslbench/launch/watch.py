@@ -187,20 +187,20 @@ def close_task_runs(launch: Launch, tasks: list[TaskState]) -> int:
     return closed
 
 
-def finish_parent(launch: Launch, ok: bool, tracker=None) -> None:
-    """Close the launch's MLflow parent run: FINISHED when every task finished, else FAILED (``tracker``: the
-    parent run as the submitting command holds it; else it is re-opened by id)."""
-    status = "FINISHED" if ok else "FAILED"
-    if tracker is not None:
-        tracker.finish(status)
-        return
-    if not launch.parent_run_id or not launch.experiment:
-        return
-    from zslbench.config import TrackConfig
-    from zslbench.tracking import open_tracker
+def finish_parent(launch: Launch, ok: bool, tracker=None, tags: dict[str, str] | None = None) -> None:
+    """Close the launch's MLflow parent run with ``tags``: FINISHED when every task finished, else FAILED
+    (``tracker``: the parent run as the submitting command holds it; else it is re-opened by id)."""
+    if tracker is None:
+        if not launch.parent_run_id or not launch.experiment:
+            return
+        from zslbench.config import TrackConfig
+        from zslbench.tracking import open_tracker
 
-    open_tracker(TrackConfig(uri=_tracking_uri(launch), experiment=launch.experiment),
-                 resume_run_id=launch.parent_run_id).finish(status)
+        tracker = open_tracker(TrackConfig(uri=_tracking_uri(launch), experiment=launch.experiment),
+                               resume_run_id=launch.parent_run_id)
+    if tags:
+        tracker.set_tags(tags)
+    tracker.finish("FINISHED" if ok else "FAILED")
 
 
 def _tracking_uri(launch: Launch) -> str:
