@@ -156,7 +156,8 @@ def test_an_empty_evaluation_slice_scores_nothing(synth_root):
 
 
 def _collect_one_image(rank: int, world: int, port: int, root: str, out: str) -> None:
-    """One rank of a 2-process job scoring a 1-image set: rank 0's slice is empty."""
+    """One rank of a 2-process job scoring a 1-image set (rank 0's slice is empty), after an epoch whose last
+    global batch holds 1 image (fewer than the ranks: every rank skips it)."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
@@ -173,13 +174,17 @@ def _collect_one_image(rank: int, world: int, port: int, root: str, out: str) ->
         trainer = Trainer(cfg, data, build_model(cfg, data.info), CPU, split.split("trainval"),
                           EvalSets(split.split("test_seen"), split.split("test_unseen")), Path("unused"))
         result = trainer.collect("one", split.split("test_unseen")[:1])
+        cfg.train.batch_size, cfg.train.drop_last = len(split.split("trainval")) - 1, False
+        last_batch_of_one = Trainer(cfg, data, build_model(cfg, data.info), CPU, split.split("trainval"),
+                                    EvalSets(split.split("test_seen"), split.split("test_unseen")), Path("unused"))
+        loss = last_batch_of_one.train_epoch(cfg.train.warmup_epochs)["train/loss"]
         if rank == 0:
-            np.savez(out, **result)
+            np.savez(out, loss=loss, **result)
     finally:
         dist.destroy_process_group()
 
 
-def test_a_rank_with_an_empty_evaluation_slice_gets_the_others_scores(synth_root, tmp_path):
+def test_ranks_with_an_empty_slice_skip_it_in_training_and_get_the_others_scores(synth_root, tmp_path):
     import socket
 
     import torch.multiprocessing as mp
@@ -201,6 +206,7 @@ def test_a_rank_with_an_empty_evaluation_slice_gets_the_others_scores(synth_root
     assert gathered["scores"].shape == (1, data.info.num_classes)
     np.testing.assert_allclose(gathered["scores"], expected["scores"], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(gathered["labels"], expected["labels"])
+    assert np.isfinite(gathered["loss"])  # the 1-image global batch was skipped, not trained on an empty slice
 
 
 # --------------------------------------------------------------------------- no per-step waits
