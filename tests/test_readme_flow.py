@@ -164,3 +164,28 @@ def test_training_logs_one_line_per_epoch_when_not_a_terminal(flow) -> None:
     output = flow["run"].stdout
     assert "epoch 1/2 · loss" in output and "epoch 2/2 · loss" in output and "ETA" in output
     assert "INFO mlflow" not in flow["run"].stderr
+
+
+def test_a_batch_job_log_shows_each_epoch_while_it_trains(tmp_path) -> None:
+    """`nohup zslbench run … > log 2>&1`: the log file gets each epoch's line when the epoch ends."""
+    import time
+
+    env = {**os.environ, "ZSLBENCH_DATA": str(tmp_path / "data"), "NO_COLOR": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path / "log"
+    with log.open("w") as handle:
+        process = subprocess.Popen([sys.executable, "-m", "zslbench.cli", "run", *TINY, "--epochs", "8",
+                                    "--set", "track.enabled=false"], cwd=tmp_path, env=env, stdout=handle,
+                                   stderr=subprocess.STDOUT)
+        seen_while_running = False
+        deadline = time.time() + 600
+        while process.poll() is None and time.time() < deadline:
+            if "epoch 1/8 · loss" in log.read_text():
+                seen_while_running = process.poll() is None
+                break
+            time.sleep(0.05)
+        process.wait(timeout=600)
+    text = log.read_text()
+    assert process.returncode == 0, text
+    assert seen_while_running, "the first epoch's line reached the log only when the run ended"
+    assert text.count(" · loss ") == 8 and "ETA" in text and "\x1b[" not in text  # plain lines, no bar
