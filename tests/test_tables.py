@@ -71,7 +71,7 @@ def test_ablation_table_golden(fmt: str, suffix: str) -> None:
 def test_main_table_marks_best_second_std_dagger_and_reported_block(capsys: pytest.CaptureFixture) -> None:
     table = main_table(fixed_frame(), reported=True)
     latex, markdown = render(table, "latex"), render(table, "markdown")
-    svip_synth = "SVIP (keep=12) & \\textbf{62.0}{\\scriptsize$\\pm$1.0}"  # T1 mean of .61 .63 .62, std 1.0
+    svip_synth = "SVIP (patch\\_number=12) & \\textbf{62.0}{\\scriptsize$\\pm$1.0}"  # T1 mean of .61 .63 .62, std 1.0
     assert svip_synth in latex
     assert "\\underline{56.0}" in latex  # ViT's T1 is second
     assert "60.0$^\\dagger$" in latex and "60.0†" in markdown  # oracle-γ H

@@ -332,7 +332,7 @@ def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> 
                      and policies[j] == policies[i]]
             keys = sorted(k for k in params[i] if len({params[j].get(k) for j in peers}) > 1)
             if keys:
-                labels[i] += " (" + ", ".join(f"{k.split('.')[-1]}={_format_value(params[i][k])}" for k in keys) + ")"
+                labels[i] += " (" + ", ".join(f"{_param_name(k)}={_format_value(params[i][k])}" for k in keys) + ")"
     majority_space = majority.split("/")[1] if "/" in majority else ""
     for i, record in enumerate(records):
         if policies[i] != majority and policies[i].startswith("paper:"):
@@ -363,6 +363,15 @@ def _row_labels(grouped: pl.DataFrame, base: Any, disambiguate: bool = True) -> 
         notes.append("Rows with a bracketed policy use another γ/epoch-selection policy than the other rows: "
                      "never averaged with them and not ranked against them; compare with care.")
     return labels, notes
+
+
+def _param_name(key: str) -> str:
+    """How a row label names a config key: its sweep name where one sweeps it (``model.logit_scale`` →
+    ``temperature``, as on the command line), else its last part (``model.keep`` → ``keep``)."""
+    for space in sensitivity_spaces():
+        if space.key == key:
+            return space.name
+    return key.split(".")[-1]
 
 
 def _fidelity(record: dict[str, Any]) -> dict[str, str]:
