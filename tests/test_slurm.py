@@ -102,10 +102,13 @@ def test_run_with_two_seeds_is_one_job_array_aggregated_as_a_local_run(workdir):
 
 
 def test_ablate_runs_the_grid_cells_as_one_job_array_under_one_parent(workdir):
-    out = zslbench(["ablate", *TINY, "--only", "no_js", "--seed", "0", *JOB, "--experiment", "grid"], workdir).stdout
-    assert "no_js" in out and "full model" in out
+    submitted = zslbench(["ablate", *TINY, "--only", "no_js", "--seed", "0", *JOB, "--experiment", "grid",
+                          "--no-wait"], workdir).stdout
     launch = launches(workdir)[-1]
-    assert launch["kind"] == "ablate" and len(launch["job_ids"]) == 2
+    assert launch["kind"] == "ablate" and len(launch["job_ids"]) == 2 and launch["id"] in submitted
+    assert client(workdir).get_run(launch["parent_run_id"]).info.status == "RUNNING"  # until collected
+    out = zslbench(["jobs", launch["id"], "--collect"], workdir).stdout  # detached: the table comes from here
+    assert "no_js" in out and "full model" in out
     parent = client(workdir).get_run(launch["parent_run_id"])
     assert parent.info.status == "FINISHED"
     children = runs(workdir, "grid", f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
@@ -193,6 +196,19 @@ def test_a_job_cancelled_from_outside_fails_the_command_in_one_line(workdir):
     assert runs(workdir, "cancel", "attributes.status = 'RUNNING'") == []
     log = Path(launch["folder"], f"{launch['job_ids'][0]}_0_log.err").read_text()
     assert "stopped by SLURM (SIGTERM)" in log  # the job closed its own run, detached or not
+
+
+def test_jobs_cancel_stops_a_detached_launch_and_closes_its_runs(workdir):
+    args = ["run", "--preset", "tiny", "--set", "train.epochs=30", "--set", "train.threads=1", "--seed", "8"]
+    zslbench([*args, *JOB, "--experiment", "detached", "--no-wait"], workdir)
+    launch = launches(workdir)[-1]
+    run = wait_for(lambda: own_run(workdir, "detached", launch), 240, "the job's MLflow run")
+    shown = zslbench(["jobs", "last"], workdir).stdout
+    assert launch["job_ids"][0] in shown and "RUNNING" in shown
+    proc = zslbench(["jobs", launch["id"], "--cancel"], workdir, check=False)
+    assert proc.returncode == 1 and "CANCELLED" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert client(workdir).get_run(run.info.run_id).info.status == "KILLED"
+    assert json.loads(Path(launch["folder"], "launch.json").read_text())["collected"] is True
 
 
 def test_a_job_that_fails_is_reported_with_its_log_and_not_requeued(workdir):

@@ -138,9 +138,8 @@ def launch_run(cfg: Config, seeds: Sequence[int], json_file: Optional[Path], req
     """``zslbench run --launcher slurm``: one job per seed (a job array), reported as a local run once done."""
     import copy
 
-    from zslbench.launch import RunJob, follow, prepare, results, submit
-
     from zslbench.engine.preflight import prepare_run
+    from zslbench.launch import RunJob, follow, prepare, results, submit
 
     check_json_output(json_file)
     settings = prepare(cfg, request.options, "zslbench-run")
@@ -183,29 +182,29 @@ def show_launches(wanted: Optional[str], collect: bool, cancel: bool, json_file:
 
 
 def collect_launch(launch, json_file: Optional[Path], console) -> None:
-    """Wait for a launch's jobs and report as the command that submitted them would have."""
-    from zslbench.launch import follow, results
-    from zslbench.launch.settings import SlurmSettings
+    """Wait for a launch's jobs and report as the command that submitted them would have; the launch is marked
+    collected (its parent run closed, its failures reported) whatever the outcome."""
+    from zslbench.launch import follow, resolve_settings, results
 
-    poll = SlurmSettings().poll_seconds
-    from zslbench.launch.settings import environment_settings
+    watcher, states = follow(launch, resolve_settings(), True, console)
+    try:
+        if launch.kind == "ablate":
+            from zslbench.ablations.on_slurm import finish_grid
 
-    if "poll_seconds" in environment_settings():
-        poll = float(environment_settings()["poll_seconds"])
-    watcher, states = follow(launch, SlurmSettings(poll_seconds=poll), True, console)
-    if launch.kind == "ablate":
-        from zslbench.ablations.on_slurm import finish_grid
+            finish_grid(launch, watcher, states, console)
+        elif launch.kind == "sweep":
+            from zslbench.sweeps.study import finish_sweep
 
-        finish_grid(launch, watcher, states, console)
-    elif launch.kind == "sweep":
-        from zslbench.sweeps.study import finish_sweep
-
-        finish_sweep(launch, watcher, states, console)
-    else:
-        report_run(results(watcher, states), json_file, console)
+            finish_sweep(launch, watcher, states, console)
+        else:
+            report_run(results(watcher, states), json_file, console)
+    finally:
+        launch.collected = True
+        launch.save()
 
 
 def _list_launches(launches, root: Path, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from zslbench.launch import Watcher
@@ -214,8 +213,8 @@ def _list_launches(launches, root: Path, console) -> None:
     if not launches:
         console.print(f"no launches under {root}/ (`zslbench run --launcher slurm` makes one)", highlight=False)
         return
-    table = Table("launch", "kind", "SLURM jobs", "tasks", "command", title=f"launches under {root}/")
+    table = Table("launch", "kind", "SLURM jobs", "tasks", "collected", "command", title=f"launches under {root}/")
     for launch in launches:
         table.add_row(launch.id, launch.kind, ", ".join(launch.array_ids()), counts(Watcher(launch).poll()),
-                      launch.command)
+                      "yes" if launch.collected else "no", escape(launch.command))
     console.print(table)

@@ -47,7 +47,7 @@ def launch_grid(opts: AblateOptions, request: LaunchRequest, console) -> Optiona
     except BaseException:
         parent.finish("FAILED")
         raise
-    followed = follow(launch, settings, request.wait, console)
+    followed = follow(launch, settings, request.wait, console, parent=parent)
     if followed is None:  # detached: the parent run stays RUNNING until the grid is collected
         return None
     return finish_grid(launch, *followed, console, parent=parent)

@@ -68,20 +68,36 @@ def announce(launch: Launch, console) -> None:
                   f"{launch.folder}", highlight=False)
 
 
-def follow(launch: Launch, settings: SlurmSettings, wait: bool, console
+def follow(launch: Launch, settings: SlurmSettings, wait: bool, console, parent=None
            ) -> Optional[tuple["Watcher", list["TaskState"]]]:
-    """Wait for the launch's jobs with progress, or detach (``wait`` false, or Ctrl-C): None when detached."""
+    """Wait for the launch's jobs with progress, or detach (``wait`` false, or Ctrl-C): None when detached.
+
+    ``parent``: the launch's MLflow parent run as this process holds it; when detaching it is handed over
+    (left RUNNING, not ended with this process) to whoever collects the launch."""
     from zslbench.launch.watch import wait as wait_for
 
     announce(launch, console)
     if not wait:
+        hand_over(parent)
         console.print(detach_hint(launch), highlight=False)
         return None
     try:
         return wait_for(launch, console, settings.poll_seconds)
     except KeyboardInterrupt:
+        hand_over(parent)
         console.print(f"\n{detach_hint(launch)}", highlight=False)
         raise
+
+
+def hand_over(parent) -> None:
+    """Send what ``parent`` buffered and stop counting it among this process's open runs, which are ended
+    KILLED at exit: a detached launch's parent run stays RUNNING until ``zslbench jobs ID --collect``."""
+    if parent is None or parent.run_id is None:
+        return
+    from zslbench.tracking.online import forget_open_tracker
+
+    parent.flush()
+    forget_open_tracker(parent)
 
 
 def detach_hint(launch: Launch) -> str:
@@ -89,4 +105,4 @@ def detach_hint(launch: Launch) -> str:
             f"`zslbench jobs {launch.id} --collect` waits and reports the results")
 
 
-__all__ = ["LAUNCHERS", "LaunchRequest", "announce", "detach_hint", "follow", "prepare"]
+__all__ = ["LAUNCHERS", "LaunchRequest", "announce", "detach_hint", "follow", "hand_over", "prepare"]

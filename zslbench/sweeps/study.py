@@ -220,7 +220,7 @@ def launch_workers(opts: SweepOptions, spec: StorageSpec, study_name: str, worke
     except BaseException:
         worker.parent.finish("FAILED")
         raise
-    followed = follow(launch, settings, request.wait, console)
+    followed = follow(launch, settings, request.wait, console, parent=worker.parent)
     if followed is None:  # detached: the parent run stays RUNNING until the sweep is collected
         return None
     finish_sweep(launch, *followed, console, worker=worker)
