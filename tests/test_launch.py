@@ -258,3 +258,15 @@ def test_dry_run_shows_what_each_job_would_ask_for(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "SLURM, one job per seed: partition gpu · 1 GPU · 8 CPUs · 32G · 1440 min · constraint=a100" in proc.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+def test_more_than_one_gpu_per_job_is_refused_before_anything_happens(tmp_path, monkeypatch):
+    """A job trains one run on one GPU: asking for more would hold GPUs nothing uses."""
+    from zslbench.launch import prepare
+
+    monkeypatch.setattr("zslbench.launch.start.require_slurm", lambda: None)
+    submitted = []
+    monkeypatch.setattr("zslbench.launch.start.check_submission", lambda *args: submitted.append(args))
+    with pytest.raises(UserError, match="--gpus-per-job 2: a job trains one run on one GPU"):
+        prepare(resolve("svip", "CUB"), SlurmOptions(gpus_per_job=2), "zslbench-run")
+    assert submitted == []

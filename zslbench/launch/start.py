@@ -52,6 +52,9 @@ def prepare(cfg: "Config", options: SlurmOptions, job_name: str) -> SlurmSetting
         raise UserError("--launcher slurm needs MLflow tracking (a requeued job finds its run again through it); "
                         "drop --set track.enabled=false")
     settings = resolve_settings(cfg, options)
+    if settings.gpus_per_job > 1:
+        raise UserError(f"--gpus-per-job {settings.gpus_per_job}: a job trains one run on one GPU (DDP across a "
+                        "job's GPUs is not supported); use one GPU per job and more jobs (seeds, cells, workers)")
     check_submission(settings.sbatch_options(), settings.time_minutes, job_name)
     from zslbench.tracking import experiment_names, resolve_tracking_uri, store_lock
 
