@@ -232,3 +232,11 @@ def test_a_request_slurm_refuses_fails_before_anything_is_tracked(tmp_path):
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "invalid partition" in proc.stderr.lower() and "no-such-partition" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no MLflow store, run folder, data or launch
+
+
+def test_a_run_whose_data_fails_its_checks_submits_and_creates_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = zslbench(["run", "--dataset", "CUB", "--data-root", str(tmp_path / "empty"), *JOB, "--gpus-per-job", "0"],
+                    tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]  # no store, no launch folder, no job

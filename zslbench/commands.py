@@ -140,10 +140,12 @@ def launch_run(cfg: Config, seeds: Sequence[int], json_file: Optional[Path], req
 
     from zslbench.engine.preflight import prepare_run
     from zslbench.launch import RunJob, follow, prepare, results, submit
+    from zslbench.launch.start import open_store
 
     check_json_output(json_file)
     settings = prepare(cfg, request.options, "zslbench-run")
     prepare_run(cfg, console)  # data and weights on the shared filesystem before any job starts
+    open_store(cfg)
     jobs = []
     for seed in list(dict.fromkeys(seeds)) or [cfg.train.seed]:
         seeded = copy.deepcopy(cfg)

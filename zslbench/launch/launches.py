@@ -83,6 +83,7 @@ def submit(kind: str, jobs: Sequence[ClusterJob], settings: SlurmSettings, *, ex
 
     from zslbench.core.secrets import mask_credentials
     from zslbench.launch.cluster import refusal_reason
+    from zslbench.tracking import resolve_tracking_uri
 
     launch_id = new_launch_id(kind)
     folder = (Path(settings.folder) / launch_id).absolute()
@@ -105,7 +106,8 @@ def submit(kind: str, jobs: Sequence[ClusterJob], settings: SlurmSettings, *, ex
                     command=mask_credentials(" ".join(["zslbench", *sys.argv[1:]])),
                     labels=[job.label for job in jobs], job_ids=[str(h.job_id) for h in handles],
                     resources=settings.describe(), experiment=experiment,
-                    tracking_uri=mask_credentials(tracking_uri), parent_run_id=parent_run_id, details=details or {})
+                    tracking_uri=mask_credentials(resolve_tracking_uri(tracking_uri)), parent_run_id=parent_run_id,
+                    details=details or {})
     launch.save()
     return launch
 

@@ -4,7 +4,7 @@ Everything that can be refused is refused before anything is tracked or submitte
 PATH, tracking on (a requeued job finds its run through MLflow), the settings valid, SLURM's own verdict on
 the job (``sbatch --test-only``: an unknown partition, account or QOS, more GPUs than a node has, a time over
 the partition's limit…), and the store reachable, each as one line with exit code 2. A new sqlite store is
-created here, once, rather than by several jobs at once.
+created by the submitting command (:func:`open_store`, after the data checks), not by several jobs at once.
 """
 
 from __future__ import annotations
@@ -56,12 +56,20 @@ def prepare(cfg: "Config", options: SlurmOptions, job_name: str) -> SlurmSetting
         raise UserError(f"--gpus-per-job {settings.gpus_per_job}: a job trains one run on one GPU (DDP across a "
                         "job's GPUs is not supported); use one GPU per job and more jobs (seeds, cells, workers)")
     check_submission(settings.sbatch_options(), settings.time_minutes, job_name)
+    from zslbench.tracking import check_reachable, resolve_tracking_uri
+
+    check_reachable(resolve_tracking_uri(cfg.track.uri))
+    return settings
+
+
+def open_store(cfg: "Config") -> None:
+    """Create a new sqlite store here, once, before jobs that would all create it at once (call it after the
+    data checks: a run that fails them leaves no store behind)."""
     from zslbench.tracking import experiment_names, resolve_tracking_uri, store_lock
 
     uri = resolve_tracking_uri(cfg.track.uri)
-    with store_lock(uri):  # a new sqlite store gets its schema here, not from several jobs at once
+    with store_lock(uri):
         experiment_names(uri)
-    return settings
 
 
 def announce(launch: Launch, console) -> None:
@@ -108,4 +116,4 @@ def detach_hint(launch: Launch) -> str:
             f"`zslbench jobs {launch.id} --collect` waits and reports the results")
 
 
-__all__ = ["LAUNCHERS", "LaunchRequest", "announce", "detach_hint", "follow", "hand_over", "prepare"]
+__all__ = ["LAUNCHERS", "LaunchRequest", "announce", "detach_hint", "follow", "hand_over", "open_store", "prepare"]
