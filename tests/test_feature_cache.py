@@ -206,6 +206,25 @@ def test_ranks_build_one_cache_together_each_extracting_its_share(split, tmp_pat
     assert [e.calls for e in extractors] == [0, 0] and reused[1].directory == caches[0].directory
 
 
+def test_a_disk_too_small_for_the_cache_is_one_error_not_a_crash(split, root, monkeypatch):
+    """The cache file is allocated before the first row is written: without that a full disk under the memory map
+    kills the process with SIGBUS, mid-extraction."""
+    import errno
+    import os
+
+    from zslbench.core.errors import DataError
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    extractor = CountingExtractor()
+    with pytest.raises(DataError, match=r"the feature cache needs .* GiB .* free space"):
+        build(split, root, extractor=extractor)
+    assert extractor.calls == 1  # stopped at the first batch, which gave the geometry
+    assert not root.exists() or not any(root.iterdir())  # the half-built folder is gone
+
+
 def test_rows_are_read_into_a_given_buffer(split, root):
     """FeatureBatches reads rows straight into (pinned) memory: no float32 copy, no extra buffer when sorted."""
     cache = build(split, root, extractor=CountingExtractor())

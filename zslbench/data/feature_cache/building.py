@@ -171,8 +171,10 @@ class _Job:
         del array
 
     def _create(self, folder: Path, grid: tuple[int, int], channels: int) -> np.memmap:
-        return np.lib.format.open_memmap(folder / FEATURES_FILE, mode="w+", dtype=np.float16,
-                                         shape=(self.split.num_images, grid[0] * grid[1], channels))
+        array = np.lib.format.open_memmap(folder / FEATURES_FILE, mode="w+", dtype=np.float16,
+                                          shape=(self.split.num_images, grid[0] * grid[1], channels))
+        reserve_space(folder / FEATURES_FILE)
+        return array
 
     def _extract(self, rows: np.ndarray):
         """(first row, region map [B, C, h, w]) for consecutive batches of ``rows``."""
@@ -207,6 +209,30 @@ class _Job:
             backbone = self.spec.build().to(device)
             self._backbone = lambda images: region_map(backbone, images)  # noqa: E731
         return self._backbone
+
+
+def reserve_space(path: Path) -> None:
+    """Allocate ``path``'s blocks now: a memory-mapped file is created sparse, and a write that finds the disk
+    full later kills the process with SIGBUS instead of raising. A full disk is one line here instead."""
+    import errno
+    import os
+    import shutil
+
+    size = path.stat().st_size
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free  # a file system that cannot allocate ahead: compare
+            if free >= size:
+                return
+    except AttributeError:  # pragma: no cover - no posix_fallocate on this platform
+        return
+    raise DataError(f"the feature cache needs {size / 2**30:.1f} GiB in {path.parent.parent} and the disk has less "
+                    "free; free space there (or point $ZSLBENCH_CACHE at a larger disk when the dataset folder is "
+                    "read-only)")
 
 
 def _rows(regions) -> np.ndarray:
