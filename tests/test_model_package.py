@@ -102,9 +102,8 @@ def test_a_new_model_package_runs_through_run_ablate_and_table(tree):
     ablate = zslbench(tree, "ablate", "--model", "toy", "--preset", "tiny").stdout
     assert "toy_no_bias" in ablate and "full model" in ablate
 
-    protocol = ("--protocol", "1")  # the ablate grid's parent run carries no protocol version
-    main = zslbench(tree, "table", "main", "--format", "markdown", *protocol).stdout
+    main = zslbench(tree, "table", "main", "--format", "markdown").stdout
     assert "ToyNet" in main  # the display name its catalogue entry declares
-    ablation = zslbench(tree, "table", "ablation", "--format", "markdown", *protocol).stdout
+    ablation = zslbench(tree, "table", "ablation", "--format", "markdown").stdout
     assert "w/o bias" in ablation and "Full ToyNet" in ablation
     assert ablation.index("w/o bias") < ablation.index("Full ToyNet")  # the paper's order, full model last
