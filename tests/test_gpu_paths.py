@@ -347,6 +347,23 @@ def test_the_process_group_serves_both_device_kinds_with_the_configured_timeout(
     assert resolve("svip", "synth").train.dist_timeout == 60
 
 
+def test_synthetic_data_workers_are_not_forked_from_a_process_holding_a_group(tmp_path, monkeypatch):
+    """Rank 0 generates the synthetic benchmark after the process group (and its threads, CUDA) is up: the worker
+    pool starts from a fork server, not a fork of that process."""
+    from zslbench.data.synth import generate_synth, writing
+
+    contexts = []
+    original = writing.ProcessPoolExecutor
+
+    def recording(*args, **kwargs):
+        contexts.append(kwargs.get("mp_context"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(writing, "ProcessPoolExecutor", recording)
+    generate_synth(tmp_path, "tiny", seed=3, workers=2)
+    assert [context.get_start_method() for context in contexts] == ["forkserver"]
+
+
 # --------------------------------------------------------------------------- sweep workers
 @pytest.mark.parametrize("device, visible, expected", [
     ("auto", None, ["0", "1", "0"]),
