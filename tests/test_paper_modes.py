@@ -247,6 +247,27 @@ def test_paper_mode_replaces_every_metric_of_the_run(tmp_path) -> None:
     assert final["mode"] == "svip" and final["oracle"] and "ausuc" not in final and "gzsl_h0" not in final
 
 
+def test_test_selected_runs_are_tagged_in_mlflow(tmp_path) -> None:
+    from zslbench.config import resolve
+    from zslbench.engine.runner import finalize
+    from zslbench.tracking import NullTracker
+
+    class Tags(NullTracker):
+        def __init__(self):
+            super().__init__()
+            self.tags = {}
+
+        def set_tags(self, tags):
+            self.tags.update(tags)
+
+    history = [{"epoch": 0, "zsl_t1": 0.5, "gzsl_h": 0.2}, {"epoch": 1, "zsl_t1": 0.4, "gzsl_h": 0.3}]
+    for overrides, expected in ((["eval.selection=oracle"], "true"), (["eval.gamma_policy=oracle"], "true"),
+                                ([], "false")):
+        tracker = Tags()
+        finalize(resolve(overrides=["train.epochs=2", *overrides]), history, "run", tmp_path, tracker)
+        assert tracker.tags["zslbench.test_selected"] == expected, overrides
+
+
 def test_paper_mode_refuses_another_gamma_or_selection_policy() -> None:
     from zslbench.config import resolve
     from zslbench.core.errors import ConfigError

@@ -223,6 +223,7 @@ def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: P
     arrays and every epoch's decisions (:mod:`zslbench.engine.reporting`)."""
     from zslbench.engine.reporting import epoch_decisions, paper_final, score_scale, selected_row
     from zslbench.metrics import epochs as epoch_file, select_epoch
+    from zslbench.tracking.tags import TEST_SELECTED_TAG
 
     evaluated = [row for row in history if "zsl_t1" in row]
     if validation is not None:  # the validation protocol's numbers, epoch by epoch
@@ -257,6 +258,7 @@ def finalize(cfg: Config, history: list[dict[str, Any]], run_id: str, out_dir: P
         row = {"epoch": final.get("selected_epoch", row["epoch"])}
     tracker.log_metrics({f"final_{k}": float(v) for k, v in final.items()
                          if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=cfg.train.epochs)
+    tracker.set_tags({TEST_SELECTED_TAG: "true" if final.get("oracle") else "false"})  # † in MLflow too
     fault_point("finalize")
     scores = out_dir / "scores" / f"epoch{int(row['epoch']):03d}.npz"
     if scores.exists() and cfg.track.log_scores:

@@ -42,6 +42,9 @@ ROLE_TAG = "zslbench.role"
 CONTAINER_ROLES = ("ablation-grid", "sweep")
 #: A container's result runs, comma-separated (an ablation grid reuses finished cells of other parents).
 CELL_RUNS_TAG = "zslbench.cell_runs"
+#: "true" on a run whose reported numbers were chosen on the test set (oracle γ or epoch, a paper mode: †), and
+#: on a sweep that selected on the test set.
+TEST_SELECTED_TAG = "zslbench.test_selected"
 #: The zslbench source checkout: the folder holding the ``zslbench`` package.
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,6 +128,6 @@ def current_user() -> str:
 
 __all__ = [
     "CELL_RUNS_TAG", "CONTAINER_ROLES", "ERROR_TAG", "HOST_TAG", "NONFINITE_TAG", "PARAMS_CHANGED_TAG", "PARENT_TAG",
-    "PID_TAG", "RESUMED_TAG", "ROLE_TAG",
+    "PID_TAG", "RESUMED_TAG", "ROLE_TAG", "TEST_SELECTED_TAG",
     "START_TAG", "UNKNOWN", "current_user", "git_state", "package_version", "process_tags", "standard_tags",
 ]
