@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -120,15 +121,32 @@ def test_ablate_runs_the_grid_cells_as_one_job_array_under_one_parent(workdir):
     assert "2 of 2 cells reused" in again.stdout and len(launches(workdir)) == before  # nothing left to submit
 
 
-def test_sweep_workers_are_array_tasks_of_one_shared_study(workdir):
+def test_sweep_workers_are_array_tasks_of_one_shared_study_and_survive_preemption(workdir):
+    """Two workers share the journal study; worker 0 is preempted mid-trial: that trial fails (its MLflow run
+    KILLED), the requeued worker rejoins, and the study still ends with exactly --trials complete trials."""
     import optuna
     from optuna.storages.journal import JournalFileBackend, JournalStorage
     from optuna.trial import TrialState
 
-    zslbench(["sweep", "patch_number", "--grid", "--trials", "3", "--workers", "2", "--study", "slurm-sweep", *TINY,
-              *JOB, "--experiment", "sweep"], workdir)
-    launch = launches(workdir)[-1]
-    assert launch["kind"] == "sweep" and launch["labels"] == ["worker 0", "worker 1"]
+    args = ["sweep", "patch_number", "--grid", "--trials", "3", "--workers", "2", "--study", "slurm-sweep",
+            "--preset", "tiny", "--set", "train.epochs=12", "--set", "train.threads=1", *JOB, "--experiment", "sweep"]
+    proc = subprocess.Popen([sys.executable, "-m", "zslbench.cli", *args], cwd=workdir, env=environment(workdir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        launch = wait_for(lambda: next((r for r in launches(workdir) if r["kind"] == "sweep"), None), 120, "the launch")
+        assert launch["labels"] == ["worker 0", "worker 1"]
+        out_log = Path(launch["folder"], f"{launch['job_ids'][0]}_0_log.out")
+        started = wait_for(lambda: out_log.exists() and re.search(r"\] trial (\d+): ", out_log.read_text()), 240,
+                           "worker 0's first trial")
+        wait_for(lambda: runs(workdir, "sweep", f"tags.`optuna.trial_number` = '{started[1]}' and "
+                                                "attributes.status = 'RUNNING'"), 120, "the trial's MLflow run")
+        slurm("scancel", "--signal=USR2", launch["job_ids"][0])  # inside the trial (12 epochs)
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, (out, err)
+    assert "rejoins the study" in Path(launch["folder"], f"{launch['job_ids'][0]}_0_log.err").read_text()
     study = optuna.load_study(study_name="slurm-sweep",
                               storage=JournalStorage(JournalFileBackend(str(workdir / "optuna-journal.log"))))
     complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
@@ -139,8 +157,11 @@ def test_sweep_workers_are_array_tasks_of_one_shared_study(workdir):
     for trial in complete:
         child = client(workdir).get_run(trial.user_attrs["mlflow_run_id"])
         assert child.info.status == "FINISHED" and child.data.tags["mlflow.parentRunId"] == parent.info.run_id
-    workers = {t.user_attrs["zslbench.worker"] for t in study.get_trials()}
-    assert len(workers) >= 1 and all(":" in w for w in workers)
+    preempted = [t for t in study.get_trials() if t.state != TrialState.COMPLETE]
+    assert [t.state for t in preempted] == [TrialState.FAIL]  # the trial worker 0 was in
+    assert client(workdir).get_run(preempted[0].user_attrs["mlflow_run_id"]).info.status == "KILLED"
+    assert runs(workdir, "sweep", "attributes.status = 'RUNNING'") == []
+    assert "Restarts=1" in slurm("scontrol", "show", "job", launch["job_ids"][0])
 
 
 def own_run(workdir: Path, experiment: str, launch: dict):

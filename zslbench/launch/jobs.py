@@ -90,6 +90,9 @@ class ClusterJob:
     time_minutes: int = 0
     signal_seconds: int = 0
 
+    #: What the requeued job does (for its log).
+    next_start = "its next start continues the work"
+
     @property
     def task_key(self) -> str:
         return f"{self.launch_id}/{self.index}"
@@ -129,7 +132,7 @@ class ClusterJob:
             raise JobGaveUp(f"{stop} and `scontrol requeue {job_id}` failed; re-run the command to continue "
                             "(finished work is kept)") from None
         why = "time limit near" if at_time_limit else "preempted"
-        _say(f"{stop} ({why}): requeued job {job_id}; its next start resumes from the last checkpoint")
+        _say(f"{stop} ({why}): requeued job {job_id}; {self.next_start}")
         raise SystemExit(0)
 
 
@@ -146,6 +149,7 @@ class RunJob(ClusterJob):
     cfg: Any = None
     parent_run_id: Optional[str] = None
     tags: dict[str, str] = field(default_factory=dict)
+    next_start = "its next start resumes the run from its last epoch checkpoint"
 
     def work(self) -> Any:
         import json

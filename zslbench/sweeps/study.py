@@ -174,6 +174,7 @@ class SweepWorkerJob(ClusterJob):
     """Worker ``options.worker_index`` of the study ``options.study`` (storage from ``$ZSLBENCH_OPTUNA_STORAGE``)."""
 
     options: SweepOptions = field(default_factory=SweepOptions)
+    next_start = "its next start rejoins the study (the interrupted trial was failed; the study samples again)"
 
     def work(self) -> int:
         from rich.console import Console
