@@ -16,6 +16,7 @@ Example (the synthetic benchmark needs no download)::
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,3 +88,24 @@ def check_images(cfg: Config, split: Any, image_root: Path) -> None:
     raise UserError(f"{len(missing):,} of {len(paths):,} images of {cfg.data.dataset} are missing under {image_root} "
                     f"(e.g. {os.path.relpath(missing[0], image_root)}); {fetch}; `zslbench data check --dataset "
                     f"{cfg.data.dataset}` lists every one")
+
+
+#: At most this many loader workers per process by default (JPEG decoding scales about linearly with cores).
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(configured: int, num_images: int | None = None) -> int:
+    """``data.num_workers``: ``-1`` (the default) is one worker per CPU core of this process's share of the
+    machine (its cores divided among the ranks on it, ``$LOCAL_WORLD_SIZE``), up to :data:`MAX_AUTO_WORKERS`,
+    and none for fewer than 2,000 images (starting workers costs more than it saves); ``0`` decodes in the main
+    process; a positive number is used as given.
+
+    >>> loader_workers(3), loader_workers(0), loader_workers(-1, num_images=100)
+    (3, 0, 0)
+    """
+    if configured >= 0:
+        return configured
+    if num_images is not None and num_images < 2000:
+        return 0
+    ranks_here = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return min(MAX_AUTO_WORKERS, max(1, (os.cpu_count() or 1) // ranks_here))
