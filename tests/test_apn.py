@@ -1,5 +1,7 @@
 """APN-style baseline: shapes, the frozen stem/layer1, parameter groups, each loss term against its
-formula, the double-softmax switch, a tiny overfit, and ``zslbench run --model apn --preset tiny``."""
+formula, the reference's forms and their switches (double softmax, decorrelation over its body parts,
+compactness after warm-up), a tiny overfit, and ``zslbench run --model apn --preset tiny``.
+(Equivalence with the reference code itself: tests/test_reference_numerics.py.)"""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from zslbench.baselines.apn.entry import APNConfig
+from zslbench.baselines.apn.groups import REFERENCE_PARTS, body_part, decorrelation_groups, reference_groups
 from zslbench.baselines.apn.model import APN, attribute_decorrelation, compactness
-from zslbench.core.errors import ConfigError
+from zslbench.core.errors import ConfigError, DataError
 from zslbench.catalogue import MODELS, DatasetInfo
 
 GROUPS = [[0, 1, 2], [3, 4, 5, 6], [7, 8, 9]]
@@ -124,15 +127,16 @@ def test_parameter_groups(model):
 
 def test_double_softmax_switch_changes_ce_as_the_reference(model):
     batch = make_batch()
+    assert model.cfg.double_softmax  # the reference's form by default
     with torch.no_grad():
         output = model(batch)
         output = {**output, "attributes": 1e3 * output["attributes"]}  # confident scores: the two CEs differ
-        plain = model.losses(output, batch)["ce"]
-        model.cfg.double_softmax = True
+        doubled = model.losses(output, batch)["ce"]
+        model.cfg.double_softmax = False
         try:
-            doubled = model.losses(output, batch)["ce"]
+            plain = model.losses(output, batch)["ce"]
         finally:
-            model.cfg.double_softmax = False
+            model.cfg.double_softmax = True
     logits = output["attributes"] @ torch.as_tensor(make_info().class_attributes)[:4].T
     torch.testing.assert_close(plain, F.cross_entropy(logits, batch["seen_label"]))
     torch.testing.assert_close(doubled, F.cross_entropy(logits.softmax(-1), batch["seen_label"]))
@@ -153,9 +157,13 @@ def test_each_loss_term_is_its_weighted_formula(model):
     torch.testing.assert_close(terms["attribute_regression"], 0.5 * F.mse_loss(output["attributes"], target))
     torch.testing.assert_close(terms["local_attribute_regression"],
                                0.5 * F.mse_loss(output["local_attributes"], target))
-    torch.testing.assert_close(terms["local_ce"], F.cross_entropy(output["local_attributes"] @ seen.T, batch["label"]))
-    torch.testing.assert_close(terms["decorrelation"], 1e-3 * attribute_decorrelation(model.global_conv, GROUPS))
-    torch.testing.assert_close(terms["local_decorrelation"], 1e-3 * attribute_decorrelation(model.prototypes, GROUPS))
+    torch.testing.assert_close(terms["ce"], F.cross_entropy((output["attributes"] @ seen.T).softmax(-1), batch["label"]))
+    torch.testing.assert_close(terms["local_ce"],
+                               F.cross_entropy((output["local_attributes"] @ seen.T).softmax(-1), batch["label"]))
+    frobenius = sum(torch.sqrt(model.global_conv[g].pow(2).sum() + 1e-8 * 512) for g in GROUPS)  # 512 channels
+    torch.testing.assert_close(terms["decorrelation"], 1e-3 * frobenius)
+    torch.testing.assert_close(terms["local_decorrelation"],
+                               1e-3 * attribute_decorrelation(model.prototypes, GROUPS, "reference"))
     torch.testing.assert_close(terms["compactness"], 1e-4 * compactness(output["similarity_maps"]))
 
 
@@ -166,15 +174,62 @@ def test_zero_weights_drop_their_terms():
                                                       "local_decorrelation"}
 
 
-def test_decorrelation_with_groups_is_the_group_wise_l21_norm():
+def test_decorrelation_with_groups_is_the_group_wise_l21_norm_or_the_references_group_frobenius_norm():
     vectors = torch.tensor([[3.0, 0.0, 1.0],
                             [4.0, 0.0, 0.0],
                             [0.0, 2.0, 0.0],
                             [0.0, 0.0, 5.0]])
     groups = [[0, 1], [2, 3]]
-    # group {0, 1}: channel norms 5, 0, 1 → 6; group {2, 3}: 0, 2, 5 → 7
-    assert attribute_decorrelation(vectors, groups).item() == pytest.approx(13.0, abs=1e-3)
-    assert attribute_decorrelation(vectors, []).item() == pytest.approx(math.sqrt(9 + 1 + 16 + 4 + 25))
+    # l21: group {0, 1}: channel norms 5, 0, 1 → 6; group {2, 3}: 0, 2, 5 → 7
+    assert attribute_decorrelation(vectors, groups, "l21").item() == pytest.approx(13.0, abs=1e-3)
+    # reference: one norm per group, sqrt(Σ_c (Σ_a V² + 1e-8)): sqrt(26) + sqrt(29)
+    assert attribute_decorrelation(vectors, groups, "reference").item() == pytest.approx(
+        math.sqrt(26 + 3e-8) + math.sqrt(29 + 3e-8), rel=1e-6)
+    for form in ("l21", "reference"):
+        assert attribute_decorrelation(vectors, [], form).item() == pytest.approx(math.sqrt(9 + 1 + 16 + 4 + 25))
+
+
+def cub_names() -> list[str]:
+    """CUB's 312 attribute names by type (counts in attributes.txt order)."""
+    from reference_setups import cub_attribute_names
+
+    return cub_attribute_names()
+
+
+def test_reference_groups_on_cub_are_its_seven_body_parts_with_belly_twice():
+    groups = reference_groups(cub_names())
+    assert REFERENCE_PARTS == ("head", "belly", "breast", "belly", "wing", "tail", "leg")
+    # the sizes of the reference's attri_groups_8.json parts: head 97, belly 34, breast 34, wing 24, tail 40, leg 15
+    assert [len(g) for g in groups] == [97, 34, 34, 34, 24, 40, 15]
+    assert groups[1] == groups[3]  # belly counted twice
+    covered = {i for g in groups for i in g}
+    names = cub_names()
+    # dropped: the back (upperparts/back colour/pattern) and "others" (size, shape, primary colour)
+    assert {names[i].split("::")[0] for i in set(range(312)) - covered} == {
+        "has_upperparts_color", "has_back_color", "has_back_pattern", "has_size", "has_shape", "has_primary_color"}
+    assert body_part("has_throat_color::black") == "breast" and body_part("has_nape_color::red") == "head"
+
+
+def test_which_groups_each_form_and_dataset_decorrelates_over():
+    names, types = cub_names(), [list(range(0, 9)), list(range(9, 24))]
+    assert len(decorrelation_groups("CUB", names, types, "reference", True)) == 7  # body parts, not types
+    assert decorrelation_groups("CUB", names, types, "l21", True) == types
+    assert decorrelation_groups("SUN", [], [[0, 1], [2]], "reference", True) == [[0, 1], [2]]
+    assert decorrelation_groups("CUB", names, types, "reference", False) == []
+    with pytest.raises(DataError, match="not a CUB attribute type"):
+        decorrelation_groups("CUB", ["attr_0"] * 312, types, "reference", True)
+
+
+def test_compactness_counts_only_after_warm_up_unless_asked():
+    torch.manual_seed(0)
+    reference = APN(make_config(), make_info())
+    always = APN(make_config(compactness_in_warmup=True), make_info())
+    batch = make_batch(4)
+    for phase, expected in (("warmup", False), ("full", True)):
+        reference.set_phase(phase)
+        always.set_phase(phase)
+        assert ("compactness" in reference.losses(reference(batch), batch)) is expected
+        assert "compactness" in always.losses(always(batch), batch)
 
 
 def test_no_groups_in_the_dataset_or_use_groups_off_means_the_frobenius_norm():
@@ -196,7 +251,8 @@ def test_compactness_penalises_activation_far_from_the_peak():
 
 def test_losses_decrease_on_a_tiny_overfit():
     torch.manual_seed(0)
-    model = APN(make_config(attri=1e-2, l_attri=1e-1), make_info()).train()  # CUB's regression weights
+    # CUB's regression weights; plain CE (the reference's CE of softmaxed scores learns a tiny batch slowly)
+    model = APN(make_config(attri=1e-2, l_attri=1e-1, double_softmax=False), make_info()).train()
     optimizer = torch.optim.Adam([p for g in model.param_groups("full") for p in g["params"]], lr=1e-3)
     batch = make_batch(8)
     history = []

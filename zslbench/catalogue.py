@@ -72,6 +72,51 @@ class DatasetInfo:
 
 # --------------------------------------------------------------------------- models
 @dataclass(frozen=True)
+class ReferenceLoop:
+    """How a model's reference code runs its training loop: what ``train.quirks=reference`` switches on for
+    that model (``train.quirks=clean``, the default loop, is :data:`CLEAN_LOOP`).
+
+    ``recreate_optimizer``: ``phase`` — a new optimizer when the phase changes (warm-up → full), kept across
+    epochs (clean); ``full`` — also a new one at every epoch of the full phase; ``every_epoch`` — a new one at
+    every epoch of both phases (its moment estimates start from zero each epoch). ``warmup_gradient_buildup``:
+    during warm-up only the heads' gradients are zeroed, so the backbone's gradients accumulate over the
+    warm-up and pour into the first full step (clean: the backbone is frozen and every gradient is zeroed each
+    step). ``shuffle``: the training order is shuffled each epoch. ``anomaly_detection``: autograd anomaly
+    detection on (slow; the loss is checked every step).
+
+    >>> CLEAN_LOOP.recreates("full", new_phase=False), ReferenceLoop(recreate_optimizer="full").recreates("full", False)
+    (False, True)
+    """
+
+    recreate_optimizer: Literal["phase", "full", "every_epoch"] = "phase"
+    warmup_gradient_buildup: bool = False
+    shuffle: bool = True
+    anomaly_detection: bool = False
+
+    def recreates(self, phase: str, new_phase: bool) -> bool:
+        """Whether an epoch of ``phase`` starts with a new optimizer (``new_phase``: the phase just began)."""
+        if new_phase or self.recreate_optimizer == "every_epoch":
+            return True
+        return self.recreate_optimizer == "full" and phase == "full"
+
+    def describe(self) -> str:
+        """One line: what differs from the clean loop (``--dry-run``, ``zslbench models``)."""
+        parts = {"phase": [], "full": ["a new Adam at every full-phase epoch"],
+                 "every_epoch": ["a new optimizer at every epoch of both phases"]}[self.recreate_optimizer]
+        if self.warmup_gradient_buildup:
+            parts.append("warm-up zeroes only the heads' gradients (the backbone's accumulate)")
+        if not self.shuffle:
+            parts.append("training order not shuffled")
+        if self.anomaly_detection:
+            parts.append("autograd anomaly detection")
+        return "; ".join(parts) or "the clean loop"
+
+
+#: zslbench's own loop (``train.quirks=clean``).
+CLEAN_LOOP = ReferenceLoop()
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """Everything zslbench needs to know about a model before building it (no torch).
 
@@ -96,6 +141,13 @@ class ModelEntry:
     image_recipe: Literal["dataset", "resize_crop"] = "dataset"
     #: order of methods in tables (lower first; the proposed method last)
     table_rank: int = 0
+    #: how the model's reference code trains (``train.quirks=reference``)
+    reference_loop: ReferenceLoop = CLEAN_LOOP
+    #: dataset → patch: the reference's separate ZSL configuration (``--preset paper-zsl``), where its published
+    #: T1 came from another run than its U/S/H
+    zsl_presets: Mapping[str, Patch] = field(default_factory=dict)
+    #: the ``eval.mode`` its published numbers were reported in ("" when none)
+    paper_mode: str = ""
 
     def model_class(self) -> type:
         """The ``nn.Module`` class (imports torch and the model's modules)."""
@@ -211,8 +263,8 @@ def display_name(model: str) -> str:
 
 register_ablation(Ablation(
     "reference_quirks", {"train.quirks": "reference"},
-    "train with every quirk of the reference implementation "
-    "(Adam re-created each epoch, warm-up gradient accumulation, no shuffle, anomaly detection)"))
+    "train with the model's reference training loop (its catalogue entry's reference_loop: optimizer "
+    "re-creation, gradient zeroing, shuffling, anomaly detection as its reference code does)"))
 
 
 # --------------------------------------------------------------------------- search spaces

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from zslbench.backbones.weights import parse
+from zslbench.catalogue import ReferenceLoop
 from zslbench.config import ModelConfig
 from zslbench.core.errors import ConfigError
 
@@ -83,6 +84,12 @@ VIT_SCHEDULES: dict[str, dict[str, Any]] = {
     "synth": {**SYNTH_VIT, "train.epochs": 12, "train.warmup_epochs": 1, "train.warmup_lr": 1e-3,
               "train.lr": 5e-4, "train.lr_decay_every": 4, "train.betas": (0.9, 0.999), "train.batch_size": 64},
 }
+
+#: SVIP's reference training loop (SVIP.md §7), which its ViT baseline shares: Adam re-created at every epoch
+#: after warm-up, backbone gradients built up (never zeroed) during warm-up, an unshuffled loader, anomaly
+#: detection on.
+VIT_REFERENCE_LOOP = ReferenceLoop(recreate_optimizer="full", warmup_gradient_buildup=True, shuffle=False,
+                                   anomaly_detection=True)
 
 #: ``--preset`` patches of every ViT model (the model adds its own keys, e.g. SVIP's K).
 VIT_PRESET_PATCHES: dict[str, dict[str, Any]] = {

@@ -26,6 +26,7 @@ from zslbench.core.errors import ConfigError
 #: no published weights fit it: they start from random init (and say so in tags and tables).
 GENERIC_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"data.synth_preset": "paper", "train.amp": "off"},
+    "paper-zsl": {"data.synth_preset": "paper", "train.amp": "off"},
     "quick": {"train.epochs": 6, "train.warmup_epochs": 1, "model.pretrained": "none"},
     # one thread: tiny models gain nothing from more, and lose a lot on a busy machine
     "tiny": {"data.synth_preset": "tiny", "train.epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 16,
@@ -35,11 +36,22 @@ GENERIC_PRESETS: dict[str, dict[str, Any]] = {
 REAL_DATASETS = ("CUB", "AWA2", "SUN")
 
 
-def preset_patch(preset: str, model: str) -> dict[str, Any]:
-    """The ``--preset`` patch for ``model``: the shared part, then the model's own part."""
+def preset_patch(preset: str, model: str, dataset: str = "synth") -> dict[str, Any]:
+    """The ``--preset`` patch for ``model``: the shared part, then the model's own part.
+
+    ``paper-zsl`` is ``paper`` plus the reference's separate ZSL configuration for ``dataset``, where the model
+    has one (its catalogue entry's ``zsl_presets``: the run its published T1 came from).
+
+    >>> import zslbench
+    >>> preset_patch("paper-zsl", "apn", "AWA2")["model.l_xe"], preset_patch("paper", "apn", "AWA2").get("model.l_xe")
+    (0.0, None)
+    """
     if preset not in GENERIC_PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid choices: {', '.join(PRESETS)}")
-    return {**GENERIC_PRESETS[preset], **MODELS.get(model).preset_patches.get(preset, {})}
+    entry = MODELS.get(model)
+    if preset == "paper-zsl":
+        return {**GENERIC_PRESETS[preset], **entry.preset_patches.get("paper", {}), **entry.zsl_presets.get(dataset, {})}
+    return {**GENERIC_PRESETS[preset], **entry.preset_patches.get(preset, {})}
 
 
 def model_preset(model: str, dataset: str) -> dict[str, Any]:
@@ -91,7 +103,7 @@ def resolve(
         cfg.data.dataset = dataset  # type: ignore[assignment]
         apply_patch(cfg, model_preset(model, dataset), source=f"{model} preset for {dataset}")
     if preset:
-        apply_patch(cfg, preset_patch(preset, cfg.model.name), source=f"preset {preset}")
+        apply_patch(cfg, preset_patch(preset, cfg.model.name, cfg.data.dataset), source=f"preset {preset}")
         cfg.preset = preset
     for name, patch in ablations:
         apply_patch(cfg, patch, source=f"ablation {name}")
@@ -144,9 +156,19 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"train.{name} must be at least 1, got {getattr(t, name)}")
     if t.warmup_epochs < 0 or t.warmup_epochs > t.epochs:
         raise ConfigError(f"train.warmup_epochs must be between 0 and train.epochs ({t.epochs}), got {t.warmup_epochs}")
-    for name in ("lr", "warmup_lr", "weight_decay", "momentum", "max_steps_per_epoch", "threads"):
+    for name in ("lr", "warmup_lr", "weight_decay", "momentum", "max_steps_per_epoch", "threads", "ways",
+                 "batches_per_epoch"):
         if getattr(t, name) < 0:
             raise ConfigError(f"train.{name} must be non-negative, got {getattr(t, name)}")
+    if t.ways and t.sampling != "balanced":
+        raise ConfigError(f"train.ways={t.ways} sets the classes of a balanced batch; add train.sampling=balanced "
+                          "or drop train.ways")
+    if t.batches_per_epoch and t.sampling == "shuffle":
+        raise ConfigError(f"train.batches_per_epoch={t.batches_per_epoch} applies to train.sampling=balanced or "
+                          "random (a shuffled epoch is every image once); use train.max_steps_per_epoch to cut it")
+    if t.ways > t.batch_size:
+        raise ConfigError(f"train.ways={t.ways} is more classes than train.batch_size={t.batch_size} images; "
+                          "lower train.ways or raise train.batch_size")
     if not all(0.0 <= beta < 1.0 for beta in t.betas):
         raise ConfigError(f"train.betas must both lie in [0, 1), got {list(t.betas)}; e.g. train.betas=[0.9,0.999]")
     for name in ("image_size", "num_workers"):

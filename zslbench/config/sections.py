@@ -20,7 +20,7 @@ from zslbench.config.values import coerce, flatten, hints, to_plain
 from zslbench.core.errors import ConfigError
 
 DATASETS = ("synth", "CUB", "AWA2", "SUN")
-PRESETS = ("paper", "quick", "tiny")
+PRESETS = ("paper", "paper-zsl", "quick", "tiny")
 DEFAULT_MODEL = "svip"
 Dataset = Literal["synth", "CUB", "AWA2", "SUN"]
 
@@ -73,7 +73,11 @@ class TrainConfig:
     grad_clip: float = 1.0
     batch_size: int = 64
     drop_last: bool = True
-    balanced_batches: bool = False
+    # shuffle: each epoch a permutation cut into batches; balanced: each batch `ways` classes × batch_size // ways
+    # images of each; random: each batch batch_size distinct images drawn afresh (batches may overlap)
+    sampling: Literal["shuffle", "balanced", "random"] = "shuffle"
+    ways: int = 0  # classes per balanced batch; 0 = min(seen classes, batch_size)
+    batches_per_epoch: int = 0  # balanced/random batches per epoch; 0 = training images // batch_size
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     quirks: Literal["clean", "reference"] = "clean"
@@ -140,7 +144,8 @@ class Config:
         model_name = model_section.get("name", DEFAULT_MODEL)
         cfg = Config(model=model_config_class(model_name)())
         for key, value in flatten(data):
-            set_value(cfg, key, value)
+            for new_key, new_value in RENAMED_KEYS.get(key, lambda v: [(key, v)])(value):
+                set_value(cfg, new_key, new_value)
         return cfg
 
     @classmethod
@@ -159,6 +164,11 @@ class Config:
 
 
 SECTIONS = ("data", "model", "train", "eval", "track")
+#: Keys of earlier versions in a saved config → their current form (so an old resolved.yaml still loads).
+RENAMED_KEYS = {
+    "train.balanced_batches": lambda value: [
+        ("train.sampling", "balanced" if coerce("train.balanced_batches", value, bool) else "shuffle")],
+}
 
 
 def model_config_class(name: str) -> type[ModelConfig]:

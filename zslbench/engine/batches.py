@@ -45,6 +45,7 @@ from zslbench.catalogue import model_entry
 from zslbench.config import Config
 from zslbench.engine.distributed import Dist, rank_slice
 from zslbench.engine.run_data import RunData
+from zslbench.engine.sampling import Sampling, training_loop
 
 
 def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, device: torch.device,
@@ -62,18 +63,21 @@ def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, d
     split, lookup = data.split, data.info.seen_index()
     labels = np.asarray(split.labels)[indices]
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
-    shuffle = train and cfg.train.quirks != "reference"  # the reference loader is not shuffled
+    shuffle = train and training_loop(cfg).shuffle  # e.g. SVIP's reference loader is not shuffled
+    sampling = Sampling.for_training(cfg.train, shuffle) if train else Sampling(shuffle=False)
     drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
     plan = cacheable_geometry(cfg.data.dataset, train, entry.image_recipe)
     if cfg.data.cache_images and plan is not None and (cfg.data.dataset == "synth" or len(indices) <= 20000):
         geometry, flip = plan  # decoded once through the transform's fixed geometry, flipped per batch
         images = _cached_images(data, indices, geometry)
         return MemoryBatches(images, labels, indices, lookup[labels], batch_size, train, shuffle, drop_last, flip=flip,
-                             pin_memory=device.type == "cuda")
+                             pin_memory=device.type == "cuda", sampling=sampling)
     transform = uint8_output(build_transform(cfg.data.dataset, train, data.image_size, entry.image_recipe))
     dataset = ImageDataset(split, indices, transform, data.image_root)
     return LoaderBatches(dataset, torch.as_tensor(lookup), batch_size, train, shuffle, drop_last,
-                         cfg.data.num_workers, pin_memory=device.type == "cuda")
+                         cfg.data.num_workers, pin_memory=device.type == "cuda", sampling=sampling,
+                         labels=labels)
+
 
 
 def uint8_output(transform):
@@ -150,8 +154,10 @@ class MemoryBatches:
     device (:func:`to_device`)."""
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, indices: np.ndarray, seen_index: np.ndarray,
-                 batch_size: int, train: bool, shuffle: bool, drop_last: bool, flip: bool, pin_memory: bool = False):
+                 batch_size: int, train: bool, shuffle: bool, drop_last: bool, flip: bool, pin_memory: bool = False,
+                 sampling: Sampling | None = None):
         self.images = images
+        self.sampling = sampling or Sampling(shuffle=shuffle)
         self.labels = torch.as_tensor(labels, dtype=torch.long)
         self.indices = torch.as_tensor(indices, dtype=torch.long)
         self.seen_index = torch.as_tensor(seen_index, dtype=torch.long)
@@ -161,14 +167,12 @@ class MemoryBatches:
         self.shard = Dist()  # set by the trainer: this rank's slice of every global batch
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return self.sampling.count(len(self.labels), self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        n = len(self.labels)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for b in range(len(self)):
-            take = order[b * self.batch_size:(b + 1) * self.batch_size]
+        # no generator of its own: the global one, which the trainer reseeds every epoch
+        for positions in self.sampling.batches(self.labels.numpy(), self.batch_size, self.generator, self.drop_last):
+            take = torch.as_tensor(positions, dtype=torch.long)
             # every rank draws the global batch's flips, so the random stream matches a single process
             flip = torch.rand(len(take), generator=self.generator) < 0.5 if self.train and self.flip else None
             total, mine = len(take), rank_slice(len(take), self.shard)
@@ -190,12 +194,14 @@ class LoaderBatches:
     """A DataLoader over the image dataset, yielding the same dicts as :class:`MemoryBatches`."""
 
     def __init__(self, dataset, seen_lookup: torch.Tensor, batch_size: int, train: bool, shuffle: bool,
-                 drop_last: bool, num_workers: int, pin_memory: bool):
+                 drop_last: bool, num_workers: int, pin_memory: bool, sampling: Sampling | None = None,
+                 labels: np.ndarray | None = None):
         from torch.utils.data import DataLoader
 
         self.generator = torch.Generator()
         self.seen_lookup = seen_lookup
-        self.batch_sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, drop_last, self.generator)
+        self.batch_sampler = ShardedBatchSampler(len(dataset), batch_size, shuffle, drop_last, self.generator,
+                                                 sampling=sampling, labels=labels)
         self.loader = DataLoader(dataset, batch_sampler=self.batch_sampler, num_workers=num_workers,
                                  pin_memory=pin_memory, persistent_workers=num_workers > 0)
 
@@ -211,10 +217,10 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        n, size = self.batch_sampler.n, self.batch_sampler.batch_size
         for b, batch in enumerate(self.loader):
             batch["seen_label"] = self.seen_lookup[batch["label"]]
-            batch["global_size"] = min(size, n - b * size)  # the sampler's global batch b
+            # read after the loader has started the sampler's epoch, which records its batches' sizes
+            batch["global_size"] = self.batch_sampler.global_sizes[b]
             yield batch
 
 
@@ -227,17 +233,21 @@ class ShardedBatchSampler:
     [[2, 3], [4]]
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, generator: torch.Generator):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, drop_last: bool, generator: torch.Generator,
+                 sampling: Sampling | None = None, labels: np.ndarray | None = None):
         self.n, self.batch_size, self.shuffle, self.drop_last, self.generator = n, batch_size, shuffle, drop_last, generator
+        self.sampling = sampling or Sampling(shuffle=shuffle)
+        self.labels = np.zeros(n, dtype=np.int64) if labels is None else np.asarray(labels)
+        self.global_sizes: list[int] = []  # of the batches drawn by the latest iteration
         self.shard = Dist()
 
     def __len__(self) -> int:
-        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+        return self.sampling.count(self.n, self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
-        for b in range(len(self)):
-            take = order[b * self.batch_size:(b + 1) * self.batch_size]
+        plan = self.sampling.batches(self.labels, self.batch_size, self.generator, self.drop_last)
+        self.global_sizes = [len(take) for take in plan]
+        for take in plan:
             yield take[rank_slice(len(take), self.shard)].tolist()
 
 

@@ -30,6 +30,7 @@ import torch
 
 from zslbench.data.feature_cache import ExtractorSpec, FeatureCache, ensure_feature_cache
 from zslbench.engine.distributed import Dist, rank_slice
+from zslbench.engine.sampling import Sampling, training_loop
 
 
 class FeatureBatches:
@@ -39,13 +40,13 @@ class FeatureBatches:
     device), "label": int64 global ids, "seen_label": int64 index into the seen classes (−1 unseen),
     "index": int64 image ids, "global_size": int, the global batch's size}``; with ``pin_memory`` the
     rows are read straight into pinned memory. ``generator`` (reseeded by the trainer
-    every epoch) drives shuffling and class-balanced sampling. Class-balanced batches draw
-    ``min(C, B)`` distinct classes and ``max(B // C, 1)`` images of each (with replacement), C = the
-    classes present; an epoch has ``len(indices) // B`` of them.
+    every epoch) drives shuffling and the draws of ``sampling`` (:mod:`zslbench.engine.sampling`; without it
+    ``shuffle`` or, with ``balanced``, class-balanced batches of ``min(C, B)`` classes).
     """
 
     def __init__(self, cache: FeatureCache, indices: np.ndarray, labels: np.ndarray, seen_index: np.ndarray,
-                 batch_size: int, shuffle: bool, drop_last: bool, balanced: bool, pin_memory: bool = False):
+                 batch_size: int, shuffle: bool, drop_last: bool, balanced: bool, pin_memory: bool = False,
+                 sampling: Sampling | None = None):
         self.cache = cache
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -54,30 +55,13 @@ class FeatureBatches:
         self.pin_memory = pin_memory
         self.generator = torch.Generator()
         self.shard = Dist()  # set by the trainer: this rank's slice of every global batch
-        if balanced:
-            classes = np.unique(self.labels)
-            self._members = [np.flatnonzero(self.labels == c) for c in classes]
+        self.sampling = sampling or Sampling("balanced" if balanced else "shuffle", shuffle=shuffle)
 
     def __len__(self) -> int:
-        n = len(self.indices)
-        if self.balanced:
-            return max(1, n // self.batch_size) if n else 0
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return self.sampling.count(len(self.indices), self.batch_size, self.drop_last)
 
     def _positions(self) -> Iterator[np.ndarray]:
-        n = len(self.indices)
-        if self.balanced:
-            num_classes = len(self._members)
-            ways, shots = min(num_classes, self.batch_size), max(self.batch_size // num_classes, 1)
-            for _ in range(len(self)):
-                chosen = torch.randperm(num_classes, generator=self.generator)[:ways].tolist()
-                picks = [self._members[c][torch.randint(len(self._members[c]), (shots,),
-                                                        generator=self.generator).numpy()] for c in chosen]
-                yield np.concatenate(picks)
-            return
-        order = torch.randperm(n, generator=self.generator).numpy() if self.shuffle else np.arange(n)
-        for b in range(len(self)):
-            yield order[b * self.batch_size:(b + 1) * self.batch_size]
+        yield from self.sampling.batches(self.labels, self.batch_size, self.generator, self.drop_last)
 
     def _load(self, item: tuple[int, np.ndarray]) -> dict[str, Any]:
         total, positions = item
@@ -141,9 +125,9 @@ def feature_batches(cfg: Any, data: Any, indices: np.ndarray, train: bool, devic
     labels = np.asarray(data.split.labels)[indices]
     batch_size = cfg.train.batch_size if train else cfg.eval.batch_size
     drop_last = train and cfg.train.drop_last and len(indices) >= batch_size
+    sampling = Sampling.for_training(cfg.train, training_loop(cfg).shuffle) if train else Sampling(shuffle=False)
     return FeatureBatches(cache, indices, labels, data.info.seen_index()[labels], batch_size, shuffle=train,
-                          drop_last=drop_last, balanced=train and cfg.train.balanced_batches,
-                          pin_memory=device.type == "cuda")
+                          drop_last=drop_last, balanced=False, pin_memory=device.type == "cuda", sampling=sampling)
 
 
 class _RankShards:

@@ -74,10 +74,13 @@ def fidelity_tags(cfg: Config, device: torch.device, split: Any = None) -> dict[
 
 
 def describe_fidelity(cfg: Config) -> dict[str, str]:
-    """What ``run --dry-run`` says of the weights and the precision (no file is looked for, nothing fetched)."""
+    """What ``run --dry-run`` says of the weights, the precision, the training loop and the paper's reporting
+    (no file is looked for, nothing fetched)."""
+    from zslbench.engine.paper_settings import describe_reference
+
     spec = weights_spec(cfg)
     weights = describe(spec) if spec is not None else "random init (no pretrained backbone)"
     amp = cfg.train.amp
     precision = {"off": "fp32 (TF32 off)", "bf16": "bf16 autocast",
                  "auto": "bf16 autocast on CUDA, fp32 on CPU"}[amp] + f" (train.amp={amp})"
-    return {"weights": weights, "precision": precision}
+    return {"weights": weights, "precision": precision, **describe_reference(cfg)}

@@ -30,6 +30,7 @@ from zslbench.engine.checkpoint import load_checkpoint, save_checkpoint
 from zslbench.engine import distributed
 from zslbench.engine.batches import make_batches, superpatch_masks, to_device
 from zslbench.engine.run_data import RunData
+from zslbench.engine.sampling import training_loop
 from zslbench.engine.device import autocast
 from zslbench.core.faults import fault_point
 from zslbench.core.errors import TrainingDiverged
@@ -153,6 +154,7 @@ class Trainer:
         self.head_params = head_params
         self.body_params = [p for p in model.parameters() if id(p) not in head_ids]
         self.class_attributes = torch.as_tensor(data.info.class_attributes, device=device)
+        self.loop = training_loop(cfg)  # the clean loop, or the model's reference loop (train.quirks=reference)
 
     # ------------------------------------------------------------------ schedule
     def phase(self, epoch: int) -> str:
@@ -166,8 +168,10 @@ class Trainer:
 
     def _prepare_optimizer(self, epoch: int) -> torch.optim.Optimizer:
         t, phase = self.cfg.train, self.phase(epoch)
-        recreate = self.optimizer is None or phase != self.optimizer_phase
-        recreate |= t.quirks == "reference" and phase == "full"  # the reference re-creates Adam every epoch
+        recreate = self.loop.recreates(phase, new_phase=self.optimizer is None or phase != self.optimizer_phase)
+        set_phase = getattr(self.model, "set_phase", None)
+        if callable(set_phase):  # models whose losses change after warm-up (e.g. APN's compactness)
+            set_phase(phase)
         if recreate:
             groups = self.model.param_groups(phase)
             if t.optimizer == "adam":
@@ -179,9 +183,9 @@ class Trainer:
             self.optimizer_phase = phase
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate(epoch) * group.get("lr_scale", 1.0)
-        # Clean warm-up trains the heads only: freeze the rest (saves their weight gradients). The reference
+        # Clean warm-up trains the heads only: freeze the rest (saves their weight gradients). SVIP's reference
         # keeps them trainable and never zeroes their gradients, which then pour into the first full step.
-        freeze = phase == "warmup" and t.quirks != "reference"
+        freeze = phase == "warmup" and not self.loop.warmup_gradient_buildup
         for p in self.body_params:
             p.requires_grad_(not freeze)
         if recreate and self.dist.enabled:  # DDP registers the parameters that need gradients: re-wrap per phase
@@ -208,7 +212,7 @@ class Trainer:
         limit = cfg.train.max_steps_per_epoch or len(self.train_batches)
         task = self.progress.add_task(f"epoch {epoch + 1}/{cfg.train.epochs}", total=min(limit, len(self.train_batches))) \
             if self.progress is not None else None
-        reference = cfg.train.quirks == "reference"  # anomaly detection syncs every step anyway: check each
+        reference = self.loop.anomaly_detection  # anomaly detection syncs every step anyway: check each
         anomaly = torch.autograd.set_detect_anomaly(reference)
         with anomaly:
             for batch in self.train_batches:
@@ -227,7 +231,7 @@ class Trainer:
                 guard.observe(steps, loss, terms)
                 if reference:  # before backward, whose anomaly detection would stop at the NaN with a traceback
                     guard.check(self.dist)
-                if self.phase(epoch) == "warmup" and cfg.train.quirks == "reference":
+                if self.phase(epoch) == "warmup" and self.loop.warmup_gradient_buildup:
                     for p in self.head_params:  # only the heads are zeroed: backbone gradients accumulate
                         p.grad = None
                 else:
@@ -339,8 +343,9 @@ class Trainer:
             history = list(resume["history"])
             start_epoch = int(resume["epoch"]) + 1
             steps, seconds = int(resume.get("steps", 0)), float(resume.get("seconds", 0.0))
-            if resume.get("optimizer") is not None and self.phase(start_epoch) == resume["optimizer_phase"] \
-                    and cfg.train.quirks != "reference":
+            phase = self.phase(start_epoch)
+            if resume.get("optimizer") is not None and phase == resume["optimizer_phase"] \
+                    and not self.loop.recreates(phase, new_phase=False):
                 self._prepare_optimizer(start_epoch)
                 self.optimizer.load_state_dict(resume["optimizer"])
         kept_scores: dict[str, dict[str, np.ndarray]] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from zslbench.backbones.config import VIT_PRESET_PATCHES, VIT_SCHEDULES, ViTBackbone
+from zslbench.backbones.config import VIT_PRESET_PATCHES, VIT_REFERENCE_LOOP, VIT_SCHEDULES, ViTBackbone
 from zslbench.catalogue import Ablation, ModelEntry, register_ablation, register_model
 from zslbench.core.errors import ConfigError
 
@@ -72,6 +72,8 @@ register_model(ModelEntry(
     presets=PRESETS,
     preset_patches={**VIT_PRESET_PATCHES, "tiny": {**VIT_PRESET_PATCHES["tiny"], "model.keep": 3}},
     table_rank=100,  # the proposed method: last in tables
+    reference_loop=VIT_REFERENCE_LOOP,
+    paper_mode="svip",
 ))
 
 

@@ -10,7 +10,7 @@
 
 S is ``DatasetInfo.class_attributes``: ``original_att`` clipped at 0 with rows scaled by
 1/(‖row‖ + 10⁻⁵). The reference uses xlsa17 ``att`` (the same rows L2-normalised, unclipped); the
-two differ only where ``original_att`` has negative ("missing") entries and by the 10⁻⁵.
+two differ only where ``original_att`` has negative ("missing") entries (4 of AWA2's) and by the 10⁻⁵.
 W and P start as 2·10⁻⁴·U(0, 1), as in the reference.
 
 Losses (weights keep the reference's option names; a term whose weight is 0 is not computed):
@@ -27,19 +27,29 @@ local_decorrelation        attribute decorrelation of the prototypes P         l
 compactness                Σ sigmoid(M)·((i−i*)² + (j−j*)²) (sum over batch)   cpt
 ========================== =================================================== ===========
 
-Attribute decorrelation (:func:`attribute_decorrelation`) with groups: Σ_g Σ_c ‖(V[a, c])_{a∈g}‖₂ —
-for every attribute group and channel, the L2 norm over the group's rows, summed (the paper's
-group-wise L2,1: attributes of one group compete for channels). Without groups (``use_groups``
-off, or a dataset without ``attribute_groups.json``): ‖V‖_F, as the reference. (The reference's
-code puts the channel sum inside the square root, i.e. Σ_g ‖V_g‖_F; zslbench follows the paper.)
+Each switch below defaults to the reference code's behaviour (which produced the published numbers);
+the other value is the cleaner form:
+
+* ``double_softmax`` (reference: on) — both CE terms are applied to class scores that are already
+  softmaxed, CE(log_softmax(softmax(z))): with C_s classes its gradient is about C_s times smaller than
+  plain CE's, against unchanged regularisers. Off: CE on the logits.
+* ``decorrelation`` — ``reference``: Σ_g sqrt(Σ_c (Σ_{a∈g} V[a, c]² + 10⁻⁸)), one Frobenius norm per group,
+  over the reference's groups (:mod:`zslbench.baselines.apn.groups`: on CUB its seven body parts with
+  *belly* twice); ``l21``: the paper's group-wise L2,1, Σ_g Σ_c sqrt(Σ_{a∈g} V[a, c]² + 10⁻⁸) — every
+  group and channel its own norm, so attributes of one group compete for channels — over the dataset's
+  attribute groups (CUB: its 28 attribute types). Without groups (``use_groups`` off, AWA2's reference
+  setting, or a dataset without groups): ‖V‖_F in both forms.
+* ``compactness_in_warmup`` (reference: off) — the compactness term only counts once warm-up is over
+  (the trainer tells the model its phase: :meth:`APN.set_phase`).
+
 Compactness uses each map's arg-max (i*, j*) as a constant and sums over the batch, as the reference
-(whose weights are tuned for that scale); the reference skips it during warm-up, zslbench does not.
-``double_softmax=True`` reproduces the reference's CE applied to already-softmaxed class scores,
-for both CE terms.
+(whose weights are tuned for that scale).
 
 Example:
     >>> attribute_decorrelation(torch.tensor([[3.0, 0.0], [4.0, 0.0]]), groups=[]).item()
     5.0
+    >>> round(attribute_decorrelation(torch.tensor([[3.0, 1.0], [4.0, 0.0]]), [[0, 1]], "reference").item(), 4)
+    5.099
 """
 
 from __future__ import annotations
@@ -53,21 +63,23 @@ from torch import Tensor, nn
 
 from zslbench.backbones.attributes import class_logits
 from zslbench.backbones.cnn import create_backbone, freeze_as_buffers, is_resnet, region_map, resnet_stem_and_layer1
+from zslbench.baselines.apn.groups import decorrelation_groups
 from zslbench.core.errors import ConfigError
 from zslbench.catalogue import DatasetInfo
 
 PROTOTYPE_INIT_SCALE = 2e-4
-GROUP_EPS = 1e-8  # keeps the square root differentiable at 0
+GROUP_EPS = 1e-8  # per channel, as the reference adds it; keeps the square root differentiable at 0
 
 
-def attribute_decorrelation(vectors: Tensor, groups: Sequence[Sequence[int]]) -> Tensor:
-    """Σ_g Σ_c sqrt(Σ_{a∈g} V[a, c]² + ε) over ``groups``; the Frobenius norm ‖V‖_F when there are none."""
+def attribute_decorrelation(vectors: Tensor, groups: Sequence[Sequence[int]], form: str = "l21") -> Tensor:
+    """Decorrelation of the attribute rows of ``vectors`` [A, C] over ``groups`` (the module docstring's two
+    forms); the Frobenius norm ‖V‖_F when there are none."""
     if not groups:
         return vectors.norm()
     total = vectors.new_zeros(())
     for members in groups:
-        rows = vectors[list(members)]
-        total = total + (rows.pow(2).sum(dim=0) + GROUP_EPS).sqrt().sum()
+        per_channel = vectors[list(members)].pow(2).sum(dim=0) + GROUP_EPS  # [C]
+        total = total + (per_channel.sum().sqrt() if form == "reference" else per_channel.sqrt().sum())
     return total
 
 
@@ -102,9 +114,15 @@ class APN(nn.Module):
         attributes = torch.as_tensor(np.asarray(info.class_attributes), dtype=torch.float32)
         self.register_buffer("class_attributes", attributes, persistent=False)
         self.register_buffer("seen_classes", torch.as_tensor(info.seen_classes, dtype=torch.long), persistent=False)
-        self.groups = [list(g) for g in info.attribute_groups] if cfg.use_groups else []
+        self.groups = decorrelation_groups(info.name, info.attribute_names, info.attribute_groups, cfg.decorrelation,
+                                           bool(cfg.use_groups))
+        self.phase = "full"  # the trainer says when warm-up runs (set_phase)
 
     # ------------------------------------------------------------------ interface
+    def set_phase(self, phase: str) -> None:
+        """``warmup`` or ``full``: the reference adds the compactness term only after warm-up."""
+        self.phase = phase
+
     def param_groups(self, phase: str) -> list[dict[str, Any]]:
         """warm-up: prototypes and the global conv; full: every parameter (stem/layer1 are buffers)."""
         if phase == "warmup":
@@ -112,7 +130,10 @@ class APN(nn.Module):
         return [{"params": [p for p in self.parameters()]}]
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        fmap = region_map(self.backbone, batch["image"])  # [B, C, h, w]
+        return self.heads(region_map(self.backbone, batch["image"]))
+
+    def heads(self, fmap: Tensor) -> dict[str, Tensor]:
+        """Both branches on the backbone's last map ``fmap`` [B, C, h, w]."""
         global_maps = torch.einsum("ac,bchw->bahw", self.global_conv.to(fmap.dtype), fmap)
         pooled = global_maps.amax(dim=(2, 3)) if self.cfg.pool == "max" else global_maps.mean(dim=(2, 3))
         similarity = torch.einsum("ac,bchw->bahw", self.prototypes.to(fmap.dtype), fmap)
@@ -139,8 +160,11 @@ class APN(nn.Module):
             "local_ce": (cfg.l_xe, lambda: self._class_ce(output["local_attributes"], seen_labels)),
             "local_attribute_regression": (cfg.l_attri,
                                            lambda: F.mse_loss(output["local_attributes"].float(), target)),
-            "decorrelation": (cfg.regular, lambda: attribute_decorrelation(self.global_conv, self.groups)),
-            "local_decorrelation": (cfg.l_regular, lambda: attribute_decorrelation(self.prototypes, self.groups)),
-            "compactness": (cfg.cpt, lambda: compactness(output["similarity_maps"])),
+            "decorrelation": (cfg.regular, lambda: attribute_decorrelation(self.global_conv, self.groups,
+                                                                            cfg.decorrelation)),
+            "local_decorrelation": (cfg.l_regular, lambda: attribute_decorrelation(self.prototypes, self.groups,
+                                                                                   cfg.decorrelation)),
+            "compactness": (cfg.cpt if self.phase == "full" or cfg.compactness_in_warmup else 0.0,
+                            lambda: compactness(output["similarity_maps"])),
         }
         return {name: float(weight) * term() for name, (weight, term) in weighted.items() if weight}

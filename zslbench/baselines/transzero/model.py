@@ -8,7 +8,11 @@ extracted once into :mod:`zslbench.data.feature_cache` (``input_kind = "features
    ``normalize_word_vectors``, as for AWA2) (Linear d_w→d);
 2. **feature-augmentation encoder** (one post-norm layer): self-attention over the regions whose
    logits ``QKᵀ/√d_h`` have the learned relative-geometry term ``ReLU(Linear(64→heads)(g_ij))``
-   subtracted, residual + LayerNorm, FFN d→d_ff→d, residual + LayerNorm;
+   subtracted, its weights dropped out at ``encoder_attention_dropout`` (the reference: 0.1 whatever the
+   model's dropout), residual + LayerNorm — applied **twice** with ``double_residual`` (the reference:
+   x₁ = LN(r + drop(attn(r))), x = LN′(r + drop(x₁))) —, FFN d→d_ff→d, residual + LayerNorm; the q, k, v and
+   output projections start xavier-uniform with zero bias (``attention_init=xavier``, the reference; each of
+   q, k, v its own [d, d] block) or from torch's default;
 3. **visual-semantic decoder** (one post-norm layer): the A attribute embeddings as queries,
    optional self-attention among them, cross-attention to the encoded regions, FFN → [B, A, d];
 4. attribute scores ``ψ[b, i] = (V_i W₁) · out[b, i]`` with W₁ [d_w, d] ~ N(0, 1);
@@ -23,16 +27,17 @@ Losses (:meth:`TransZero.losses`): ``ce`` = CE over the classes in play (seen �
 λ_AR · MSE(ψ, S_n[y]).
 
 **Relative geometry** (:func:`relative_geometry_embedding`). Region r of an h×w map is the grid cell
-(row, col) with box centre ((col + ½)/w, (row + ½)/h) and size (1/w, 1/h). For regions i, j the
-4 box-relation components are ``δx = log(max(|cx_i − cx_j| / w_i, 10⁻³))``, ``δy`` likewise with
-rows, ``δw = log(w_i / w_j)`` and ``δh = log(h_i / h_j)`` — on a regular grid δw = δh = 0, and
-|Δc|/w_i is the column offset counted in cells. Each component is multiplied by 100 and by 8
-frequencies ``1000^(−k/8)``, k = 0..7, giving 32 arguments ordered (component, frequency); the
-64-d embedding is ``[sin(arguments), cos(arguments)]``. Consequences the tests check: g_ij = g_ji,
-g depends only on (|Δrow|, |Δcol|) — so it is the same function of the cell offset on any grid —
-and g_ii is one constant vector (offsets clamped to 10⁻³) for every i; the δw/δh slots are
-sin 0 = 0 and cos 0 = 1 everywhere. (The reference adds 1 to normalised box sizes, a pixel-box
-convention, which measures offsets in units of G + 1 cells on a G×G grid; zslbench uses cells.)
+(row, col). For regions i, j the 4 box-relation components, in the reference's order, are
+``δ_row = log(max(|row_i − row_j| / u_h, 10⁻³))``, ``δ_col`` likewise with columns and u_w, then the two
+size ratios ``log(size_i / size_j)``, which are 0 on a regular grid. The unit u is where the two offset
+conventions differ: ``geometry_offsets=reference`` measures offsets in units of G + 1 cells (u_h = h + 1,
+u_w = w + 1): the reference builds boxes of normalised size 1/G and adds 1 to the size, a pixel-box
+convention, so its Δ is log(Δ/(G + 1)) — on its fixed 14×14 grid, here on the map's own grid —; ``cells``
+counts cells (u = 1). Each component is multiplied by 100 and by 8 frequencies ``1000^(−k/8)``, k = 0..7,
+giving 32 arguments ordered (component, frequency); the 64-d embedding is ``[sin(arguments),
+cos(arguments)]``. Consequences the tests check: g_ij = g_ji, g depends only on (|Δrow|, |Δcol|), g_ii is one
+constant vector (offsets clamped to 10⁻³) for every i, and the size slots are sin 0 = 0 and cos 0 = 1
+everywhere.
 
 Example:
     >>> relative_geometry_embedding(3, 3).shape
@@ -56,21 +61,21 @@ from zslbench.catalogue import DatasetInfo
 GEOMETRY_DIM = 64
 GEOMETRY_FREQUENCIES = 8
 GEOMETRY_CLAMP = 1e-3
+REFERENCE_ATTENTION_DROPOUT = 0.1  # the reference's encoder attention keeps its default dropout
 
 
 # --------------------------------------------------------------------------- relative geometry
-def relative_geometry_embedding(grid_h: int, grid_w: int) -> Tensor:
-    """The 64-d sinusoidal box-relation embedding g [R, R, 64] of an h×w region grid (module docstring)."""
+def relative_geometry_embedding(grid_h: int, grid_w: int, offsets: str = "reference") -> Tensor:
+    """The 64-d sinusoidal box-relation embedding g [R, R, 64] of an h×w region grid (module docstring);
+    ``offsets``: ``reference`` (in units of G + 1 cells) or ``cells``."""
     rows, cols = torch.meshgrid(torch.arange(grid_h, dtype=torch.float64),
                                 torch.arange(grid_w, dtype=torch.float64), indexing="ij")
-    cx, cy = ((cols + 0.5) / grid_w).reshape(-1), ((rows + 0.5) / grid_h).reshape(-1)
-    box_w = torch.full_like(cx, 1.0 / grid_w)
-    box_h = torch.full_like(cy, 1.0 / grid_h)
-    delta_x = torch.log(((cx[:, None] - cx[None, :]).abs() / box_w[:, None]).clamp(min=GEOMETRY_CLAMP))
-    delta_y = torch.log(((cy[:, None] - cy[None, :]).abs() / box_h[:, None]).clamp(min=GEOMETRY_CLAMP))
-    delta_w = torch.log(box_w[:, None] / box_w[None, :])
-    delta_h = torch.log(box_h[:, None] / box_h[None, :])
-    components = torch.stack([delta_x, delta_y, delta_w, delta_h], dim=-1)  # [R, R, 4]
+    rows, cols = rows.reshape(-1), cols.reshape(-1)
+    unit_h, unit_w = (grid_h + 1.0, grid_w + 1.0) if offsets == "reference" else (1.0, 1.0)
+    delta_row = torch.log(((rows[:, None] - rows[None, :]).abs() / unit_h).clamp(min=GEOMETRY_CLAMP))
+    delta_col = torch.log(((cols[:, None] - cols[None, :]).abs() / unit_w).clamp(min=GEOMETRY_CLAMP))
+    sizes = torch.zeros_like(delta_row)  # log(size_i / size_j) of equal boxes
+    components = torch.stack([delta_row, delta_col, sizes, sizes], dim=-1)  # [R, R, 4]
     frequencies = 1000.0 ** (-torch.arange(GEOMETRY_FREQUENCIES, dtype=torch.float64) / GEOMETRY_FREQUENCIES)
     arguments = (100.0 * components[..., None] * frequencies).flatten(-2)  # [R, R, 32], (component, frequency)
     return torch.cat([arguments.sin(), arguments.cos()], dim=-1).float()
@@ -80,7 +85,7 @@ def relative_geometry_embedding(grid_h: int, grid_w: int) -> Tensor:
 class GeometryAttention(nn.Module):
     """Multi-head self-attention whose logits have a non-negative geometry penalty subtracted."""
 
-    def __init__(self, dim: int, heads: int, dropout: float):
+    def __init__(self, dim: int, heads: int, dropout: float, init: str = "xavier"):
         super().__init__()
         if dim % heads:
             raise ConfigError(f"model.d_model ({dim}) must be divisible by model.heads ({heads})")
@@ -88,6 +93,11 @@ class GeometryAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
+        if init == "xavier":  # as the reference's separate q, k, v, o layers: xavier per [d, d] block, zero bias
+            for block in (*self.qkv.weight.data.chunk(3), self.proj.weight.data):
+                nn.init.xavier_uniform_(block)
+            nn.init.zeros_(self.qkv.bias)
+            nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: Tensor, penalty: Tensor | None) -> Tensor:
         batch, length, dim = x.shape
@@ -105,13 +115,17 @@ class FeedForward(nn.Sequential):
 
 
 class AugmentationEncoder(nn.Module):
-    """The feature-augmentation encoder layer (post-norm) with the relative-geometry penalty."""
+    """The feature-augmentation encoder layer (post-norm) with the relative-geometry penalty; with
+    ``double_residual`` the attention's residual + LayerNorm is applied a second time (``norm_repeat``)."""
 
-    def __init__(self, dim: int, hidden: int, heads: int, dropout: float, geometry: bool):
+    def __init__(self, dim: int, hidden: int, heads: int, dropout: float, geometry: bool,
+                 attention_dropout: float | None = None, double_residual: bool = False, init: str = "default"):
         super().__init__()
-        self.attention = GeometryAttention(dim, heads, dropout)
+        self.attention = GeometryAttention(dim, heads, dropout if attention_dropout is None else attention_dropout,
+                                           init)
         self.geometry_weight = nn.Linear(GEOMETRY_DIM, heads) if geometry else None
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm_repeat = nn.LayerNorm(dim) if double_residual else None
         self.ffn = FeedForward(dim, hidden, dropout)
         self.dropout = nn.Dropout(dropout)
 
@@ -123,6 +137,8 @@ class AugmentationEncoder(nn.Module):
 
     def forward(self, regions: Tensor, embedding: Tensor) -> Tensor:
         x = self.norm1(regions + self.dropout(self.attention(regions, self.geometry_penalty(embedding))))
+        if self.norm_repeat is not None:  # the reference's encoder layer adds its input once more
+            x = self.norm_repeat(regions + self.dropout(x))
         return self.norm2(x + self.dropout(self.ffn(x)))
 
 
@@ -168,10 +184,13 @@ class TransZero(nn.Module):
         self.w1 = nn.Parameter(torch.randn(word_dim, dim) * float(cfg.w1_init_std))
         self.region_proj = nn.Linear(channels, dim)
         self.attribute_proj = nn.Linear(word_dim, dim)
-        self.encoder = AugmentationEncoder(dim, int(cfg.d_ff), int(cfg.heads), float(cfg.dropout), bool(cfg.geometry))
+        self.encoder = AugmentationEncoder(dim, int(cfg.d_ff), int(cfg.heads), float(cfg.dropout), bool(cfg.geometry),
+                                           attention_dropout=float(cfg.encoder_attention_dropout),
+                                           double_residual=bool(cfg.double_residual), init=cfg.attention_init)
         self.decoder = AttributeDecoder(dim, int(cfg.d_ff), int(cfg.heads), float(cfg.dropout),
                                         bool(cfg.attribute_self_attention))
-        self.register_buffer("geometry", relative_geometry_embedding(grid_h, grid_w), persistent=False)
+        self.register_buffer("geometry", relative_geometry_embedding(grid_h, grid_w, cfg.geometry_offsets),
+                             persistent=False)
         self._register_classes(info)
         self.builtin_gamma = 2.0 * float(cfg.margin_size) if cfg.margin else 0.0
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from zslbench.backbones.config import VIT_PRESET_PATCHES, VIT_SCHEDULES, ViTBackbone
+from zslbench.backbones.config import VIT_PRESET_PATCHES, VIT_REFERENCE_LOOP, VIT_SCHEDULES, ViTBackbone
 from zslbench.catalogue import ModelEntry, register_model
 
 
@@ -40,4 +40,6 @@ register_model(ModelEntry(
     presets=VIT_SCHEDULES,
     preset_patches=VIT_PRESET_PATCHES,
     table_rank=10,
+    reference_loop=VIT_REFERENCE_LOOP,  # SVIP's code trains its baseline row
+    paper_mode="svip",
 ))
