@@ -360,7 +360,8 @@ def test_run_survives_a_server_outage_and_sync_uploads_it(server: MlflowServer, 
     assert run.data.metrics["final_zsl_t1"] == pytest.approx(result.final["zsl_t1"])
     assert run.data.metrics["final_gzsl_h"] == pytest.approx(result.final["gzsl_h"])
     assert {a.path for a in client.list_artifacts(result.run_id)} >= {"resolved.yaml", "final.json", "scores"}
-    assert [a.path for a in client.list_artifacts(result.run_id, "scores")] == ["scores/test_scores.npz"]
+    assert [a.path for a in client.list_artifacts(result.run_id, "scores")] == ["scores/epochs.npz",
+                                                                               "scores/test_scores.npz"]
     assert json.loads(Path(client.download_artifacts(result.run_id, "final.json", str(tmp_path / "dl"))).read_text()) \
         == json.loads((result.out_dir / FINAL).read_text())
     assert (result.out_dir / SYNCED_DIR).is_dir() and not (result.out_dir / JOURNAL_DIR).exists()
