@@ -96,8 +96,9 @@ def test_run_with_two_seeds_is_one_job_array_aggregated_as_a_local_run(workdir):
     script = Path(launch["folder"], f"{next(iter(array))}_submission.sh").read_text()
     assert "#SBATCH --signal=USR2@120" in script and "#SBATCH --requeue" in script  # warned before the end
     assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH --mem=1G" in script and "#SBATCH --time=10" in script
-    accounting = slurm("sacct", "-n", "-P", "-X", "-j", array.pop(), "-o", "JobID,State")
-    assert accounting.count("COMPLETED") == 2, accounting
+    array_id = array.pop()  # the accounting database hears of a job's end a moment after its result is written
+    wait_for(lambda: slurm("sacct", "-n", "-P", "-X", "-j", array_id, "-o", "JobID,State").count("COMPLETED") == 2,
+             60, "sacct to record both tasks COMPLETED")
     listing = zslbench(["jobs"], workdir).stdout
     assert launch["id"] in listing and "2 done" in listing
 
