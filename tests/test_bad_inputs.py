@@ -408,7 +408,7 @@ CASES = [
     pytest.param(dry("--ablate", "no_js", "--ablate", "baseline"), r"cannot be combined", id="ablations-conflict"),
     pytest.param(dry("--model", "vit", "--ablate", "no_js"), r"ablation 'no_js' applies to model\(s\) svip",
                  id="ablation-for-another-model"),
-    pytest.param(dry("--preset", "huge"), r"unknown preset 'huge'; valid choices: paper, quick, tiny", id="unknown-preset"),
+    pytest.param(dry("--preset", "huge"), r"unknown preset 'huge'; valid choices: paper, paper-zsl, quick, tiny", id="unknown-preset"),
     pytest.param(dry("--device", "tpu"), r"train\.device 'tpu' is not one of auto, cpu, cuda, cuda:N", id="unknown-device"),
     # ---- config: --set keys and values
     pytest.param(dry("--set", "train.lrr=1"), r"unknown config key 'train\.lrr'; valid keys in 'train': epochs, ",
