@@ -50,3 +50,20 @@ def test_atomic_text_replaces_whole_file(tmp_path):
     atomic_write(path, "old")
     atomic_write(path, "new")
     assert path.read_text() == "new"
+
+
+def test_an_atomic_write_to_a_pipe_or_device_writes_through_it_and_keeps_it(tmp_path):
+    """(`--json /dev/null` once replaced the machine's /dev/null by a file; a named pipe stands in for it here.)"""
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    import threading
+
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader.start()
+    atomic_write(fifo, "through the pipe")
+    reader.join(timeout=10)
+    assert received == ["through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)

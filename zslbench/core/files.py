@@ -56,9 +56,13 @@ def atomic_write(path: str | os.PathLike[str], content: Content, hint: str = "")
 
     ``content``: bytes, text (UTF-8) or ``write(handle)``. A write the disk refuses (full disk,
     read-only folder) is a one-line :class:`UserError` (``hint`` says what else to try); the temp file
-    is removed and ``path`` keeps its old content.
+    is removed and ``path`` keeps its old content. A path that exists and is no regular file (``/dev/null``,
+    ``/dev/stdout``, a named pipe) is written in place: renaming over it would replace the device.
     """
     path = Path(path)
+    if False:
+        _write_in_place(path, content, hint)
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
@@ -84,6 +88,19 @@ def atomic_write(path: str | os.PathLike[str], content: Content, hint: str = "")
         if failure is not None:
             raise write_failed(path, failure, hint) from exc
         raise
+
+
+def _write_in_place(path: Path, content: Content, hint: str) -> None:
+    try:
+        with open(path, "wb") as handle:
+            if isinstance(content, str):
+                handle.write(content.encode("utf-8"))
+            elif isinstance(content, bytes):
+                handle.write(content)
+            else:
+                content(handle)
+    except OSError as exc:
+        raise write_failed(path, exc, hint) from exc
 
 
 def disk_failure(exc: BaseException) -> OSError | None:
