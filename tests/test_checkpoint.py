@@ -62,7 +62,7 @@ def test_an_atomic_write_to_a_pipe_or_device_writes_through_it_and_keeps_it(tmp_
     import threading
 
     received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_text()))
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
     reader.start()
     atomic_write(fifo, "through the pipe")
     reader.join(timeout=10)

@@ -60,7 +60,7 @@ def atomic_write(path: str | os.PathLike[str], content: Content, hint: str = "")
     ``/dev/stdout``, a named pipe) is written in place: renaming over it would replace the device.
     """
     path = Path(path)
-    if False:
+    if path.exists() and not path.is_file() and not path.is_dir():
         _write_in_place(path, content, hint)
         return
     try:
