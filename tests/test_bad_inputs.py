@@ -441,7 +441,7 @@ CASES = [
     pytest.param(dry("--set", "train.betas=[1.5,0.9]"), r"train\.betas must both lie in \[0, 1\), got \[1\.5, 0\.9\]",
                  id="set-beta-out-of-range"),
     pytest.param(dry("--set", "train.threads=-1"), r"train\.threads must be non-negative", id="set-negative-threads"),
-    pytest.param(dry("--set", "data.num_workers=-1"), r"data\.num_workers must be non-negative",
+    pytest.param(dry("--set", "data.num_workers=-2"), r"data\.num_workers must be -1 \(one per CPU core\), 0 \(none\)",
                  id="set-negative-workers"),
     pytest.param(dry("--set", "data.image_size=-5"), r"data\.image_size must be non-negative", id="set-negative-image-size"),
     pytest.param(dry("--set", "model.img_size=40"), r"40/8 gives an odd patch grid", id="set-odd-patch-grid"),
@@ -603,6 +603,9 @@ CASES = [
                  r"image .*images/c0/0\.png has pixel mode F", id="image-mode-float"),
     pytest.param(run_after(write_bytes("images/c2/10.png", b"junk"), "--set", "data.cache_images=false"),
                  r"image .*images/c2/10\.png is corrupt or unreadable", id="image-corrupt-streamed"),
+    pytest.param(run_after(write_bytes("images/c2/10.png", b"junk"), "--set", "data.cache_images=false", "--set",
+                           "data.num_workers=2"),
+                 r"^error: image \S*images/c2/10\.png is corrupt or unreadable", id="image-corrupt-in-a-loader-worker"),
     pytest.param(good_run("--set", "data.image_root={tmp}/absent"), r"30 of 30 images of CUB are missing under .*absent "
                  r"\(e\.g\. images/c\d/\d+\.png\)", id="image-root-missing"),
     # ---- γ / selection policy val without a validation split

@@ -289,7 +289,7 @@ def test_without_a_published_checksum_the_computed_sha256_is_said_and_recorded(u
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     shown = io.StringIO()
     fetch("CUB", root, url=str(path), check=False, console=Console(file=shown, width=400))
-    assert f"has no published checksum" in shown.getvalue() and f"--sha256 {digest}" in shown.getvalue()
+    assert "has no published checksum" in shown.getvalue() and f"--sha256 {digest}" in shown.getvalue()
     record = json.loads((root / ".fetched.json").read_text())["CUB"]
     assert record["sha256"] == digest and record["verified_by"].startswith("none published")
 

@@ -95,9 +95,10 @@ VIT_REFERENCE_LOOP = ReferenceLoop(recreate_optimizer="full", warmup_gradient_bu
 VIT_PRESET_PATCHES: dict[str, dict[str, Any]] = {
     "paper": {"model.backbone": "vit_base_patch16_224", "model.img_size": 224, "model.patch_size": 0,
               "model.embed_dim": 0, "model.depth": 0, "model.num_heads": 0},
-    "quick": {**SYNTH_VIT, "model.img_size": 64},
+    "quick": {**SYNTH_VIT, "model.img_size": 64, "model.pretrained": "none"},
     "tiny": {**SYNTH_VIT, "model.img_size": 32, "model.patch_size": 8, "model.embed_dim": 32,
-             "model.depth": 2, "model.num_heads": 2, "train.warmup_lr": 1e-3, "train.lr": 1e-3},
+             "model.depth": 2, "model.num_heads": 2, "train.warmup_lr": 1e-3, "train.lr": 1e-3,
+             "model.pretrained": "none"},
 }
 
 

@@ -22,15 +22,15 @@ from zslbench.core.errors import ConfigError
 
 
 #: The part of each ``--preset`` that every model shares (the model's catalogue entry adds its own part).
-#: ``paper`` runs in fp32, as the reference code does; ``quick`` and ``tiny`` shrink the model to CPU size, so
-#: no published weights fit it: they start from random init (and say so in tags and tables).
+#: ``paper`` runs in fp32, as the reference code does. (``quick`` and ``tiny`` shrink each backbone to CPU size,
+#: which no published weights fit: the backbones' own preset patches start them from random init.)
 GENERIC_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"data.synth_preset": "paper", "train.amp": "off"},
     "paper-zsl": {"data.synth_preset": "paper", "train.amp": "off"},
-    "quick": {"train.epochs": 6, "train.warmup_epochs": 1, "model.pretrained": "none"},
+    "quick": {"train.epochs": 6, "train.warmup_epochs": 1},
     # one thread: tiny models gain nothing from more, and lose a lot on a busy machine
     "tiny": {"data.synth_preset": "tiny", "train.epochs": 2, "train.warmup_epochs": 1, "train.batch_size": 16,
-             "eval.batch_size": 64, "train.threads": 1, "model.pretrained": "none"},
+             "eval.batch_size": 64, "train.threads": 1},
 }
 #: The real benchmarks (their images are natural photographs; the reference code trains on them).
 REAL_DATASETS = ("CUB", "AWA2", "SUN")
@@ -171,9 +171,11 @@ def validate(cfg: Config) -> None:
                           "lower train.ways or raise train.batch_size")
     if not all(0.0 <= beta < 1.0 for beta in t.betas):
         raise ConfigError(f"train.betas must both lie in [0, 1), got {list(t.betas)}; e.g. train.betas=[0.9,0.999]")
-    for name in ("image_size", "num_workers"):
-        if getattr(cfg.data, name) < 0:
-            raise ConfigError(f"data.{name} must be non-negative, got {getattr(cfg.data, name)}")
+    if cfg.data.image_size < 0:
+        raise ConfigError(f"data.image_size must be non-negative, got {cfg.data.image_size}")
+    if cfg.data.num_workers < -1:
+        raise ConfigError(f"data.num_workers must be -1 (one per CPU core), 0 (none) or a positive count, "
+                          f"got {cfg.data.num_workers}")
     if not t.dist_timeout > 0:
         raise ConfigError(f"train.dist_timeout must be a positive number of minutes, got {t.dist_timeout}")
     if not (t.device in ("auto", "cpu", "cuda", "mps") or t.device.startswith("cuda:")):

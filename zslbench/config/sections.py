@@ -35,7 +35,7 @@ class DataConfig:
     synth_seed: int = 0
     image_size: int = 0  # 0 → the model's input size
     word_vectors: str = "auto"  # auto | w2v | glove | random | path to an [A, D] .npy/.pkl
-    num_workers: int = 0
+    num_workers: int = -1  # image loader workers: -1 = one per CPU core (up to 8), 0 = none
     cache_images: bool = True  # keep decoded, resized images in memory (synth, small sets)
 
 

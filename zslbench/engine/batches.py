@@ -36,15 +36,16 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
 from zslbench.catalogue import model_entry
+from zslbench.core.errors import UserError
 from zslbench.config import Config
 from zslbench.engine.distributed import Dist, rank_slice
-from zslbench.engine.run_data import RunData
+from zslbench.engine.run_data import RunData, loader_workers
 from zslbench.engine.sampling import Sampling, training_loop
 
 
@@ -74,9 +75,9 @@ def make_batches(cfg: Config, data: RunData, indices: np.ndarray, train: bool, d
                              pin_memory=device.type == "cuda", sampling=sampling)
     transform = uint8_output(build_transform(cfg.data.dataset, train, data.image_size, entry.image_recipe))
     dataset = ImageDataset(split, indices, transform, data.image_root)
-    return LoaderBatches(dataset, torch.as_tensor(lookup), batch_size, train, shuffle, drop_last,
-                         cfg.data.num_workers, pin_memory=device.type == "cuda", sampling=sampling,
-                         labels=labels)
+    workers = loader_workers(cfg.data.num_workers, len(indices))
+    return LoaderBatches(dataset, torch.as_tensor(lookup), batch_size, train, shuffle, drop_last, workers,
+                         pin_memory=device.type == "cuda", sampling=sampling, labels=labels)
 
 
 
@@ -217,11 +218,39 @@ class LoaderBatches:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        for b, batch in enumerate(self.loader):
+        for b, batch in enumerate(_worker_errors_as_raised(self.loader)):
             batch["seen_label"] = self.seen_lookup[batch["label"]]
             # read after the loader has started the sampler's epoch, which records its batches' sizes
             batch["global_size"] = self.batch_sampler.global_sizes[b]
             yield batch
+
+
+def _worker_errors_as_raised(loader) -> Iterator[Any]:
+    """``loader``'s batches; a user error raised in a worker process comes out as its own one line (torch
+    re-raises it with the worker's traceback in the message)."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except UserError as exc:
+            raise type(exc)(worker_message(str(exc))) from None
+        yield batch
+
+
+def worker_message(text: str) -> str:
+    """The original message of an exception re-raised from a DataLoader worker.
+
+    >>> worker_message("Caught DataError in DataLoader worker process 0.\\nOriginal Traceback (most recent call "
+    ...                "last):\\n  ...\\nzslbench.core.errors.DataError: image x.png is corrupt")
+    'image x.png is corrupt'
+    """
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    head, separator, message = last.partition(": ")
+    return message if separator and " " not in head else last
 
 
 class ShardedBatchSampler:

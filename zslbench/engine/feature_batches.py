@@ -21,7 +21,6 @@ Example (a cache of 4 images × 2 regions × 3 channels, read in batches of two)
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 from zslbench.data.feature_cache import ExtractorSpec, FeatureCache, ensure_feature_cache
+from zslbench.engine.run_data import loader_workers
 from zslbench.engine.distributed import Dist, rank_slice
 from zslbench.engine.sampling import Sampling, training_loop
 
@@ -104,7 +104,6 @@ def feature_batches(cfg: Any, data: Any, indices: np.ndarray, train: bool, devic
     for the rest of the run. ``precision`` (the run's: ``bf16`` | ``fp32``; ``None`` = ``train.amp`` on
     ``device``) is the extraction's too.
     """
-    from zslbench.engine import distributed
     from zslbench.engine.device import uses_bf16
 
     # the model's own input size (not data.image_size): the model sizes its layers from the same spec
@@ -114,9 +113,7 @@ def feature_batches(cfg: Any, data: Any, indices: np.ndarray, train: bool, devic
     store = data.extra.setdefault("feature_caches", {})
     cache = store.get((spec, precision))
     if cache is None:
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))  # the processes sharing this machine's cores
-        workers = cfg.data.num_workers or (min(8, max(1, (os.cpu_count() or 1) // local_world))
-                                           if data.split.num_images > 2000 else 0)
+        workers = loader_workers(cfg.data.num_workers, data.split.num_images)
         cache = ensure_feature_cache(data.split, spec, data.image_root, device,
                                      batch_size=int(getattr(cfg.model, "extract_batch_size", 64)),
                                      num_workers=workers, precision=precision, shards=_RankShards())

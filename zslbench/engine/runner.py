@@ -44,31 +44,33 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     from zslbench.engine import distributed
     from zslbench.engine.device import pick_device
     from zslbench.engine.outputs import check_run_outputs
+    from zslbench.engine.preflight import prepare_run, seed_dependent_data
     from zslbench.tracking import check_reachable, reap_dead_runs, resolve_tracking_uri
 
     dist = distributed.init_from_env(pick_device(device or cfg.train.device).type, cfg.train.dist_timeout)
     if dist.main:  # output paths, texts and the experiment name, before anything is created
         check_run_outputs(cfg)
+    uri = resolve_tracking_uri(cfg.track.uri)
     if cfg.track.enabled and dist.main:  # fail before any data generation or training
-        uri = resolve_tracking_uri(cfg.track.uri)
         check_reachable(uri)
-    if resume is None:  # the data pre-flight (images present) before the store is touched
-        from zslbench.engine.run_data import load_run_data
-
-        distributed.on_main_first(lambda: load_run_data(cfg, console))
-    if cfg.track.enabled and dist.main:
-        reap_dead_runs(resolve_tracking_uri(cfg.track.uri), cfg.track.experiment)
     if resume is not None:
         out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
         cfg = with_command_credentials(Config.from_yaml(out_dir / RESOLVED), cfg)
         if device is not None:
             cfg.train.device = device
-        return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet, tags=tags)]
+    data = prepare_run(cfg, console)  # data, word vectors, weights: settled before the store is touched
+    if cfg.track.enabled and dist.main:
+        reap_dead_runs(uri, cfg.track.experiment)
+    if resume is not None:
+        return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet, data=data,
+                        tags=tags)]
     results = []
     for seed in seeds:
         seeded = copy.deepcopy(cfg)
         seeded.train.seed = seed
-        results.append(run_one(seeded, console, parent_run_id=parent_run_id, quiet=quiet, tags=tags))
+        same_data = seed == cfg.train.seed or not seed_dependent_data(cfg)
+        results.append(run_one(seeded, console, parent_run_id=parent_run_id, quiet=quiet,
+                               data=data if same_data else None, tags=tags))
     return results
 
 
@@ -90,6 +92,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
     from zslbench.engine.outputs import check_run_outputs
     from zslbench.engine.run_data import load_run_data
     from zslbench.engine.device import configure_determinism, pick_device, set_matmul_precision
+    from zslbench.engine.preflight import prepare_weights
     from zslbench.engine.trainer import EvalSets, Trainer, resume_state, seed_everything
     from zslbench.engine.progress import RunLog
     from zslbench.catalogue import build_model
@@ -106,6 +109,7 @@ def run_one(cfg: Config, console=None, out_dir: Path | None = None, parent_run_i
         torch.set_num_threads(cfg.train.threads)
     configure_determinism(device, cfg.train.deterministic)  # before the run's first CUDA computation
     data = data or distributed.on_main_first(lambda: load_run_data(cfg, console))  # synth generated once
+    distributed.on_main_first(lambda: prepare_weights(cfg, console))  # before any run or folder is created
     if out_dir is not None and (out_dir / FINAL).exists():
         raise UserError(f"run {out_dir.name} already finished; its results are in {out_dir / FINAL}")
     if out_dir is not None and dist.main:
@@ -363,13 +367,6 @@ def recalibrate(out_dir: Path, epoch: int, gamma: float, info, space: str) -> di
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def _epoch_index(choice: Any) -> int:
-    for name in ("index", "epoch", "epoch_h"):
-        if hasattr(choice, name):
-            return int(getattr(choice, name))
-    return int(choice)
-
-
 def run_precision(cfg: Config, device, out_dir: Path, console=None):
     """The run's precision: chosen from ``train.amp`` on this device when the run starts and recorded in its
     folder (``precision.json``); a run resumed on another kind of device keeps it — bf16 weights go on in bf16,
@@ -424,7 +421,10 @@ def _open_tracker(cfg: Config, data, device, parent_run_id: str | None, resume_r
 
     if not cfg.track.enabled:
         return NullTracker()
+    from zslbench.engine.preflight import fidelity_tags
+
     tags = standard_tags(cfg, data.split.fingerprint(), str(device)) | process_tags()
+    tags |= fidelity_tags(cfg, device, data.split)
     name = f"{cfg.model.name}-{cfg.data.dataset}" + (f"-{'+'.join(cfg.ablations)}" if cfg.ablations else "") \
         + f"-s{cfg.train.seed}"
     return open_tracker(cfg.track, run_name=name, tags=tags, params=cfg.flat(), parent_run_id=parent_run_id,

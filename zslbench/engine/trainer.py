@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from zslbench.core.errors import JobsFailed
 from zslbench.launch.cluster import ACTIVE, accounting_states, queue_states
