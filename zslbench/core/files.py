@@ -70,12 +70,7 @@ def atomic_write(path: str | os.PathLike[str], content: Content, hint: str = "")
         raise write_failed(path, exc, hint) from exc
     try:
         with os.fdopen(fd, "wb") as handle:
-            if isinstance(content, str):
-                handle.write(content.encode("utf-8"))
-            elif isinstance(content, bytes):
-                handle.write(content)
-            else:
-                content(handle)
+            _write_content(handle, content)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -93,14 +88,18 @@ def atomic_write(path: str | os.PathLike[str], content: Content, hint: str = "")
 def _write_in_place(path: Path, content: Content, hint: str) -> None:
     try:
         with open(path, "wb") as handle:
-            if isinstance(content, str):
-                handle.write(content.encode("utf-8"))
-            elif isinstance(content, bytes):
-                handle.write(content)
-            else:
-                content(handle)
+            _write_content(handle, content)
     except OSError as exc:
         raise write_failed(path, exc, hint) from exc
+
+
+def _write_content(handle, content: Content) -> None:
+    if isinstance(content, str):
+        handle.write(content.encode("utf-8"))
+    elif isinstance(content, bytes):
+        handle.write(content)
+    else:
+        content(handle)
 
 
 def disk_failure(exc: BaseException) -> OSError | None:
