@@ -61,7 +61,6 @@ from zslbench.catalogue import DatasetInfo
 GEOMETRY_DIM = 64
 GEOMETRY_FREQUENCIES = 8
 GEOMETRY_CLAMP = 1e-3
-REFERENCE_ATTENTION_DROPOUT = 0.1  # the reference's encoder attention keeps its default dropout
 
 
 # --------------------------------------------------------------------------- relative geometry
