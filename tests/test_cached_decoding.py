@@ -102,3 +102,22 @@ def test_sun_training_uses_the_per_image_pipeline(cub_like):
     cfg.data.dataset = "SUN"  # same files, SUN's training recipe (RandomResizedCrop)
     batches = make_batches(cfg, data, np.array([0, 1, 3, 4]), train=True, device=torch.device("cpu"))
     assert isinstance(batches, LoaderBatches)
+
+
+def test_automatic_loader_workers_follow_the_cores_this_process_may_use(monkeypatch):
+    """data.num_workers=-1 counts the cores of the process's affinity mask (a SLURM job pinned to 4 cores of a
+    64-core node gets 4, not 8), shares them among the ranks on the machine, caps at 8, and starts none for a
+    small image set."""
+    from zslbench.engine import run_data
+
+    monkeypatch.setattr(run_data.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(run_data.os, "sched_getaffinity", lambda pid: {4, 5, 6, 7}, raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert run_data.loader_workers(-1, num_images=11_788) == 4
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert run_data.loader_workers(-1, num_images=11_788) == 2
+    assert run_data.loader_workers(-1, num_images=1_999) == 0
+    assert run_data.loader_workers(3, num_images=100) == 3
+    monkeypatch.setattr(run_data.os, "sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert run_data.loader_workers(-1, num_images=11_788) == run_data.MAX_AUTO_WORKERS == 8

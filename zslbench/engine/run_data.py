@@ -96,9 +96,9 @@ MAX_AUTO_WORKERS = 8
 
 def loader_workers(configured: int, num_images: int | None = None) -> int:
     """``data.num_workers``: ``-1`` (the default) is one worker per CPU core of this process's share of the
-    machine (its cores divided among the ranks on it, ``$LOCAL_WORLD_SIZE``), up to :data:`MAX_AUTO_WORKERS`,
-    and none for fewer than 2,000 images (starting workers costs more than it saves); ``0`` decodes in the main
-    process; a positive number is used as given.
+    machine (the cores it may run on, divided among the ranks on it, ``$LOCAL_WORLD_SIZE``), up to
+    :data:`MAX_AUTO_WORKERS`, and none for fewer than 2,000 images (starting workers costs more than it saves);
+    ``0`` decodes in the main process; a positive number is used as given.
 
     >>> loader_workers(3), loader_workers(0), loader_workers(-1, num_images=100)
     (3, 0, 0)
@@ -108,4 +108,12 @@ def loader_workers(configured: int, num_images: int | None = None) -> int:
     if num_images is not None and num_images < 2000:
         return 0
     ranks_here = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    return min(MAX_AUTO_WORKERS, max(1, (os.cpu_count() or 1) // ranks_here))
+    return min(MAX_AUTO_WORKERS, max(1, usable_cores() // ranks_here))
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask where the OS has one (a SLURM job or a
+    container pinned to some cores of a large node), else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
