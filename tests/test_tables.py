@@ -244,3 +244,18 @@ def test_cli_table_writes_file_and_user_errors_exit_2_with_one_line(store, tmp_p
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and message in err, err
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_every_text_a_latex_table_can_carry_is_typeset_not_replaced() -> None:
+    """Paper-mode footnotes, method names, ablation labels and sweep labels reach LaTeX through latex_escape,
+    which writes ``?`` for a symbol it cannot typeset; none of them may lose a character that way."""
+    import zslbench.catalogue as catalogue
+    from zslbench.metrics.paper import MODE_SUMMARIES
+    from zslbench.results.render import latex_escape
+
+    texts = [*MODE_SUMMARIES.values()]
+    texts += [catalogue.display_name(name) for name in catalogue.MODELS.names()]
+    texts += [catalogue.ablation_label(a.name) for a in catalogue.ABLATIONS.registered()]
+    texts += [s.label for s in catalogue.SPACES.registered() if s.label]
+    for text in texts:
+        assert latex_escape(text).count("?") == text.count("?"), text

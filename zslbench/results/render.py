@@ -81,7 +81,8 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"γ": r"$\gamma$", "σ": r"$\sigma$", "λ": r"$\lambda$", "Δ": r"$\Delta$", "±": r"$\pm$",
                   "†": r"$^\dagger$", "‡": r"$^\ddagger$", "−": r"$-$", "–": "--", "—": "---", "→": r"$\to$", "≥": r"$\geq$",
-                  "≤": r"$\leq$", "×": r"$\times$", "…": r"\ldots{}", "·": r"$\cdot$", "é": r"\'e"}
+                  "≤": r"$\leq$", "×": r"$\times$", "…": r"\ldots{}", "·": r"$\cdot$", "é": r"\'e", "ᵀ": r"$^\top$",
+                  "∈": r"$\in$", "²": r"$^2$", "‖": r"$\|$", "§": r"\S{}"}
 
 
 def latex_escape(text: str) -> str:
