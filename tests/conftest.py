@@ -27,3 +27,14 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def fresh_result_warnings():
+    """Each test is its own command: result warnings print once per command (results.frames.warn)."""
+    import sys
+
+    frames = sys.modules.get("zslbench.results.frames")
+    if frames is not None:
+        frames._WARNED.clear()
+    yield

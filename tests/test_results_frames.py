@@ -95,3 +95,16 @@ def test_a_repeated_seed_counts_once_with_its_latest_run(store, capsys) -> None:
     assert grouped["n"] == 3 and grouped["seeds"] == [0, 1, 2] and "rerun" in grouped["run_ids"]
     assert grouped["gzsl_h_mean"] == pytest.approx((0.40 + 0.9 + 0.51) / 3)
     assert "repeat a seed" in capsys.readouterr().err
+    aggregate(pl.concat([frame, rerun]))  # a second table of a report from the same runs
+    assert capsys.readouterr().err == ""
+
+
+def test_a_repeated_seed_names_the_superseded_run(store, capsys) -> None:
+    uri, _ = store
+    frame = load_runs("runs", uri).filter((pl.col("model") == "svip") & (pl.col("model.keep") == "12"))
+    superseded = frame.filter(pl.col("seed") == 1)["run_id"][0]
+    rerun = frame.filter(pl.col("seed") == 1).with_columns(pl.lit("rerun").alias("run_id"),
+                                                           (pl.col("start_time") + 1000).alias("start_time"))
+    aggregate(pl.concat([frame, rerun]))
+    assert capsys.readouterr().err.strip() == (f"warning: 1 run(s) repeat a seed of the same configuration; the latest "
+                                               f"is used (superseded: {superseded[:8]})")

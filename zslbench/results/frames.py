@@ -252,7 +252,10 @@ def _latest_run_per_seed(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFra
     seeded = frame.filter(pl.col("seed").is_not_null()).sort("start_time")
     latest = seeded.unique(subset=[*keys, "seed"], keep="last", maintain_order=True)
     if latest.height < seeded.height:
-        warn(f"{seeded.height - latest.height} run(s) repeat a seed of the same configuration; the latest is used")
+        older = sorted(set(seeded["run_id"]) - set(latest["run_id"])) if "run_id" in seeded.columns else []
+        named = f" (superseded: {', '.join(r[:8] for r in older)})" if older else ""
+        warn(f"{len(older) or seeded.height - latest.height} run(s) repeat a seed of the same configuration; the "
+             f"latest is used{named}")
     return pl.concat([latest, frame.filter(pl.col("seed").is_null())], how="diagonal_relaxed")
 
 
@@ -344,8 +347,15 @@ def mode_sentence(mode: str) -> str:
     return f"Paper reporting mode {mode}† (every number test-selected): {MODE_SUMMARIES[mode]}; no AUSUC."
 
 
+_WARNED: set[str] = set()
+
+
 def warn(message: str) -> None:
-    """A warning line on stderr (tables stay clean on stdout)."""
+    """A warning line on stderr (tables stay clean on stdout), once per command: a report builds several
+    tables from the same runs."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
     sys.stderr.write(f"warning: {message}\n")
 
 
