@@ -50,17 +50,16 @@ def run_seeds(cfg: Config, seeds: list[int], console=None, resume: str | None = 
     dist = distributed.init_from_env(pick_device(device or cfg.train.device).type, cfg.train.dist_timeout)
     if dist.main:  # output paths, texts and the experiment name, before anything is created
         check_run_outputs(cfg)
-    uri = resolve_tracking_uri(cfg.track.uri)
     if cfg.track.enabled and dist.main:  # fail before any data generation or training
-        check_reachable(uri)
+        check_reachable(resolve_tracking_uri(cfg.track.uri))
     if resume is not None:
         out_dir = distributed.broadcast(find_resumable(Path(cfg.track.output_dir), resume) if dist.main else None)
         cfg = with_command_credentials(Config.from_yaml(out_dir / RESOLVED), cfg)
         if device is not None:
             cfg.train.device = device
     data = prepare_run(cfg, console)  # data, word vectors, weights: settled before the store is touched
-    if cfg.track.enabled and dist.main:
-        reap_dead_runs(uri, cfg.track.experiment)
+    if cfg.track.enabled and dist.main:  # the store of the run's config (a resumed run's own)
+        reap_dead_runs(resolve_tracking_uri(cfg.track.uri), cfg.track.experiment)
     if resume is not None:
         return [run_one(cfg, console, out_dir=out_dir, parent_run_id=parent_run_id, quiet=quiet, data=data,
                         tags=tags)]

@@ -254,8 +254,8 @@ def _latest_run_per_seed(frame: pl.DataFrame, keys: Sequence[str]) -> pl.DataFra
     if latest.height < seeded.height:
         older = sorted(set(seeded["run_id"]) - set(latest["run_id"])) if "run_id" in seeded.columns else []
         named = f" (superseded: {', '.join(r[:8] for r in older)})" if older else ""
-        warn(f"{len(older) or seeded.height - latest.height} run(s) repeat a seed of the same configuration; the "
-             f"latest is used{named}")
+        warn(f"{seeded.height - latest.height} run(s) repeat a seed of the same configuration; the latest is "
+             f"used{named}")
     return pl.concat([latest, frame.filter(pl.col("seed").is_null())], how="diagonal_relaxed")
 
 
